@@ -1,0 +1,37 @@
+"""The upstream contract: a frozen speech model that returns all of its hidden states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """What a registry name (or a path given as --model) stands for."""
+
+    name: str  # registry name users type, e.g. "wavlm_base_plus", or the path/hub id given
+    family: str  # "hf" (WavLM/HuBERT/Data2Vec via transformers) | "whisper" (openai-whisper)
+    source: str  # hub id, local HF dir, openai-whisper checkpoint (.pt) or CTranslate2 dir
+    sample_rate: int  # input audio rate, Hz (16 000 for every model here)
+    frame_rate: float  # hidden-state frames per second (50 for all of them)
+    num_layers: int  # L: number of hidden states stored (13 for base SSL models)
+    dim: int  # D: width of each hidden state
+    extra: dict = field(default_factory=dict, hash=False, compare=False)  # family-specific
+
+
+class Upstream(Protocol):
+    spec: UpstreamSpec
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """waveforms: (B, S) float32 at spec.sample_rate, zero-padded; lengths: (B,) samples.
+
+        Returns one (L, T_i, D) tensor per utterance with padding frames removed.
+        """
+        ...
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames this upstream emits for an utterance of `num_samples` samples."""
+        ...
