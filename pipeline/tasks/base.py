@@ -5,6 +5,7 @@ Legend: B batch, T frames, D feature width (the interface's `out_dim`).
 The training engine (stages/train.py) drives a task like this:
 
     task = build_task("er", cfg, train_utts)      # label maps / vocabularies from the train split
+    utts = task.select(utts)                      # per split: the utterances this task uses
     head = task.build_head(in_dim)
     targets = task.collate([task.target(u) for u in batch_utts])
     loss = task.loss(head, feats, lengths, targets)           # feats (B, T, D), lengths (B,)
@@ -32,6 +33,10 @@ class Task:
 
     def __init__(self, cfg: dict, train_utts: list[Utterance]):
         self.cfg = dict(cfg)
+
+    def select(self, utts: list[Utterance]) -> list[Utterance]:
+        """Utterances this task uses (e.g. one language in ml_asr mono mode); default all."""
+        return utts
 
     def build_head(self, in_dim: int) -> nn.Module:
         raise NotImplementedError
