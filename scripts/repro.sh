@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job: sets everything up on a fresh machine, then runs the DVC pipeline
+# (by default the built-in offline suite with the two offline Whisper models; see params.yaml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+dvc repro "$@"
+echo
+echo "Results: results/table.md, results/languages.md, results/*.png  (dvc metrics show / dvc plots show)"
