@@ -41,10 +41,14 @@ class Utterance:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "") -> Utterance:
+        if not isinstance(d, dict):
+            raise ManifestError(f"{where}: expected a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ManifestError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(names)}")
+            raise ManifestError(
+                f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(names)}"
+            )
         missing = [k for k in ("id", "path", "duration", "sample_rate", "split") if k not in d]
         if missing:
             raise ManifestError(f"{where}: missing required field(s) {missing}")
@@ -70,7 +74,9 @@ def write_manifest(path: str | Path, utts: Iterable[Utterance]) -> Path:
     return path
 
 
-def read_manifest(path: str | Path, check_files: bool = True, absolute: bool = True) -> list[Utterance]:
+def read_manifest(
+    path: str | Path, check_files: bool = True, absolute: bool = True
+) -> list[Utterance]:
     """Read a JSONL manifest.
 
     Raises ManifestError naming the file and line for malformed lines, duplicate ids, and (with
@@ -79,7 +85,9 @@ def read_manifest(path: str | Path, check_files: bool = True, absolute: bool = T
     """
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"manifest {path} does not exist; create it with `pipeline data synth` or `pipeline data import`")
+        raise ManifestError(
+            f"manifest {path} does not exist; create it with `pipeline data synth` or `pipeline data import`"
+        )
     root = path.parent.resolve()
     utts: list[Utterance] = []
     with open(path, encoding="utf-8") as f:
@@ -97,7 +105,11 @@ def read_manifest(path: str | Path, check_files: bool = True, absolute: bool = T
             utts.append(u)
     _check_unique(utts, path)
     if check_files:
-        missing = [u.path if absolute else str(u.resolve(root)) for u in utts if not u.resolve(root).is_file()]
+        missing = [
+            u.path if absolute else str(u.resolve(root))
+            for u in utts
+            if not u.resolve(root).is_file()
+        ]
         if missing:
             shown = "\n  ".join(missing[:50])
             more = f"\n  ... and {len(missing) - 50} more" if len(missing) > 50 else ""
@@ -116,7 +128,9 @@ def _check_unique(utts: Sequence[Utterance], where: Path) -> None:
             dups.append(u.id)
         seen.add(u.id)
     if dups:
-        raise ManifestError(f"{where}: duplicate utterance id(s) {sorted(set(dups))[:20]}; ids must be unique")
+        raise ManifestError(
+            f"{where}: duplicate utterance id(s) {sorted(set(dups))[:20]}; ids must be unique"
+        )
 
 
 def manifest_paths(data: str | Path, splits: Sequence[str] = SPLITS) -> list[Path]:
@@ -132,7 +146,9 @@ def manifest_paths(data: str | Path, splits: Sequence[str] = SPLITS) -> list[Pat
     raise ManifestError(f"{data} is neither a manifest file nor a folder of manifests")
 
 
-def read_manifests(data: str | Path, splits: Sequence[str] = SPLITS, check_files: bool = True) -> list[Utterance]:
+def read_manifests(
+    data: str | Path, splits: Sequence[str] = SPLITS, check_files: bool = True
+) -> list[Utterance]:
     """All utterances of a manifest file or a task folder (train, dev and test together)."""
     out: list[Utterance] = []
     for p in manifest_paths(data, splits):
@@ -151,7 +167,9 @@ def read_trials(path: str | Path) -> list[tuple[int, str, str]]:
             if not parts:
                 continue
             if len(parts) != 3 or parts[0] not in ("0", "1"):
-                raise ManifestError(f"{path}:{i}: expected `label enroll_id test_id` with label 0 or 1")
+                raise ManifestError(
+                    f"{path}:{i}: expected `label enroll_id test_id` with label 0 or 1"
+                )
             trials.append((int(parts[0]), parts[1], parts[2]))
     return trials
 
