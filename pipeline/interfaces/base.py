@@ -1,0 +1,68 @@
+"""What every interface shares: the signature, padding masks, parameter counts, step().
+
+Legend: B batch, L hidden states (layers), T frames, D width. An interface takes one
+(B, L_i, T_i, D_i) tensor per upstream plus their frame counts and returns (B, T, D_out) with
+the frame counts of the output; frames past a length are zero on the way out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def count_parameters(module: nn.Module) -> int:
+    """The number of trainable parameters (requires_grad) of a module."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) frame counts -> (B, max_len) bool, True on real frames."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class Interface(nn.Module):
+    """Base class. Subclasses set `name` and `out_dim` and implement `forward`."""
+
+    name: str = ""
+    out_dim: int
+
+    def step(self, global_step: int) -> None:
+        """Called by the trainer before every optimiser step; a no-op unless overridden (GumD)."""
+
+    def learned_summary(self) -> dict[str, Any]:
+        """What the interface learned, as numpy arrays / lists, for the report's figures."""
+        return {}
+
+    def describe(self) -> str:
+        """One line for the training log: the name and the trainable parameter count."""
+        return f"interface {self.name}: {count_parameters(self):,} trainable parameters, out_dim {self.out_dim}"
+
+    def extra_repr(self) -> str:
+        return f"out_dim={self.out_dim}, trainable_parameters={count_parameters(self):,}"
+
+    def _dtype(self) -> torch.dtype:
+        p = next(self.parameters(), None)
+        return p.dtype if p is not None else torch.float32
+
+    @staticmethod
+    def _check_inputs(
+        feats: list[torch.Tensor], lengths: list[torch.Tensor], n: int, who: str
+    ) -> None:
+        if len(feats) != n or len(lengths) != n:
+            raise ValueError(
+                f"{who} was built for {n} upstream(s) but got {len(feats)} feature tensor(s) and "
+                f"{len(lengths)} length tensor(s); build it with one (L, D) shape per store"
+            )
+        for i, x in enumerate(feats):
+            if x.dim() != 4:
+                raise ValueError(
+                    f"{who}: upstream {i} features must be (B, L, T, D), got shape {tuple(x.shape)}"
+                )
+
+
+def zero_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Zero the frames of (B, T, D) past each utterance's length."""
+    return x * frame_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)

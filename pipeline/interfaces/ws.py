@@ -1,0 +1,75 @@
+"""SUPERB's weighted sum (s3prl Featurizer) and its multi-model form ([28]'s WS baseline).
+
+One upstream: softmax over L zero-initialised logits, weighted sum of the L states
+(optionally each state layer-normed over D without parameters first; off, as in SUPERB).
+N upstreams: a weighted sum per upstream, frames aligned to the highest frame rate
+(align.py), concatenation along D and a Linear(sum D_i -> D_out) back to one width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.interfaces.align import align_time
+from pipeline.interfaces.base import Interface, zero_padding
+
+
+class WeightedSum(Interface):
+    """Weighted sum of layers, per upstream; concat + Linear when there are several.
+
+    shapes: one (L_i, D_i) per upstream. out_dim: the projection's width with several
+    upstreams (default: the largest D_i); with one upstream the output is D_1 and no
+    projection exists.
+    """
+
+    name = "ws"
+
+    def __init__(
+        self,
+        shapes: Sequence[tuple[int, int]],
+        frame_rates: Sequence[float] | None = None,
+        layer_norm: bool = False,
+        out_dim: int | None = None,
+    ):
+        super().__init__()
+        self.shapes = [(int(L), int(D)) for L, D in shapes]
+        self.frame_rates = list(frame_rates) if frame_rates else None
+        self.layer_norm = layer_norm
+        self.weights = nn.ParameterList([nn.Parameter(torch.zeros(L)) for L, _ in self.shapes])
+        if len(self.shapes) == 1:
+            self.proj = None
+            self.out_dim = self.shapes[0][1]
+        else:
+            self.out_dim = int(out_dim or max(D for _, D in self.shapes))
+            self.proj = nn.Linear(sum(D for _, D in self.shapes), self.out_dim)
+
+    def forward(
+        self, feats: list[torch.Tensor], lengths: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats: N x (B, L_i, T_i, D_i); lengths: N x (B,) -> ((B, T, out_dim), (B,))."""
+        self._check_inputs(feats, lengths, len(self.shapes), "ws")
+        dtype = self._dtype()
+        summed = []
+        for x, w in zip(feats, self.weights, strict=True):
+            x = x.to(dtype)
+            if self.layer_norm:
+                x = F.layer_norm(x, (x.shape[-1],))
+            p = torch.softmax(w, dim=0).to(dtype)  # (L,)
+            summed.append(torch.einsum("l,bltd->btd", p, x))  # (B, T_i, D_i)
+        if self.proj is None:
+            n = lengths[0].to(summed[0].device)
+            return zero_padding(summed[0], n), n
+        summed, out_lengths = align_time(summed, lengths, self.frame_rates, time_dim=1)
+        y = self.proj(torch.cat(summed, dim=-1))  # (B, T, out_dim)
+        return zero_padding(y, out_lengths), out_lengths
+
+    def learned_summary(self) -> dict[str, Any]:
+        """{"weights": one softmax vector (L_i,) per upstream}."""
+        return {
+            "weights": [torch.softmax(w.detach().float(), 0).cpu().numpy() for w in self.weights]
+        }
