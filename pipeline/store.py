@@ -1,0 +1,582 @@
+"""The feature store: every hidden state of one upstream over one manifest, in Zarr v3.
+
+Layout (full description for researchers in cache/README.md)::
+
+    STORE.zarr/                     group; attrs: format, format_version, fingerprint, num_parts
+      part-00000-of-00001/          one part per writer (`--shard i/n` -> n parts)
+        frames   (F, L, D) float16  frames-major, chunked along frames only: (C, L, D)
+        ids      (N,) string        utterance ids, in write order
+        offsets  (N,) int64         first frame of each utterance in `frames`
+        lengths  (N,) int64         frames of each utterance
+        attrs: committed {utterances, frames}, complete, failed [{id, reason}], shard [i, n]
+
+Writers never share a chunk: each part has its own arrays, so N processes need no coordination.
+The commit protocol makes a part crash-safe: frame chunks are written (atomically, by zarr's
+rename) and fsynced first, then the index arrays, and last the `committed` attribute. A restart
+trusts only `committed`, truncates everything past it, and continues; the finished bytes equal
+an uninterrupted run's because every chunk is always written whole (zero-padded at the end).
+
+Reading: `open_store(path)[id] -> (T, L, D)`. For local uncompressed stores the chunk files
+(raw C-order bytes) are mapped side by side into one contiguous address range, so every
+utterance is a zero-copy view, even one that spans chunks; other stores are read through zarr.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import mmap
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+FORMAT = "sfm-feature-store"
+FORMAT_VERSION = 1
+CODE_VERSION = "1"  # bump when extraction changes what is stored for the same fingerprint
+FINGERPRINT_FIELDS = (
+    "upstream", "source", "weights_hash", "whisper_mode", "num_layers", "dim",
+    "frame_rate", "dtype", "manifest_hash", "code_version",
+)  # fmt: skip
+CHUNK_BYTES = 8 << 20  # target bytes per frame chunk (cache/README.md: bench/bench_store.py)
+INDEX_CHUNK = 65536  # entries per index chunk
+_WRITE_CFG = {"write_empty_chunks": True}  # an all-zero chunk is still a file: memmap-able
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be used as asked; the message names the store and what to do."""
+
+
+class FingerprintMismatch(StoreError):
+    """The store on disk was made by another upstream, mode or manifest than requested."""
+
+
+class StoreLocked(StoreError):
+    """Another live process is writing the same store part."""
+
+
+def part_name(i: int, n: int) -> str:
+    return f"part-{i:05d}-of-{n:05d}"
+
+
+def manifest_hash(utts: Iterable) -> str:
+    """A hash of the utterance set: ids and durations (not paths, so a moved corpus still matches)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for uid, dur in sorted((u.id, round(float(u.duration), 4)) for u in utts):
+        h.update(f"{uid}\t{dur}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def make_fingerprint(
+    spec, weights_hash: str, whisper_mode: str | None, manifest: str, dtype: str = "float16"
+) -> dict:
+    """The fingerprint of a request: every field that changes what the store would hold."""
+    return {
+        "upstream": spec.name,
+        "source": str(spec.source),
+        "weights_hash": weights_hash,
+        "whisper_mode": whisper_mode if spec.family == "whisper" else None,
+        "num_layers": int(spec.num_layers),
+        "dim": int(spec.dim),
+        "frame_rate": float(spec.frame_rate),
+        "dtype": dtype,
+        "manifest_hash": manifest,
+        "code_version": CODE_VERSION,
+    }
+
+
+def _is_local(path: str | Path) -> bool:
+    return "://" not in str(path) or str(path).startswith("file://")
+
+
+def _local(path: str | Path) -> Path:
+    return Path(str(path).removeprefix("file://"))
+
+
+def store_exists(path: str | Path) -> bool:
+    if _is_local(path):
+        return (_local(path) / "zarr.json").is_file()
+    try:
+        zarr.open_group(str(path), mode="r")
+        return True
+    except Exception:
+        return False
+
+
+def check_fingerprint(path: str | Path, requested: dict) -> None:
+    """Refuse a store whose fingerprint differs from `requested`, naming each differing field.
+
+    A missing store passes (it will be created).
+    """
+    if not store_exists(path):
+        return
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    if attrs.get("format") != FORMAT:
+        raise StoreError(
+            f"{path} exists but is not a feature store; remove it or pick another --out"
+        )
+    have = attrs.get("fingerprint", {})
+    diffs = [
+        f"  {k}: store has {have.get(k)!r}, requested {requested.get(k)!r}"
+        for k in sorted(set(have) | set(requested))
+        if have.get(k) != requested.get(k)
+    ]
+    if diffs:
+        raise FingerprintMismatch(
+            f"feature store {path} was built for a different request; differing field(s):\n"
+            + "\n".join(diffs)
+            + "\nRerun with --force to delete and rebuild it, or write to another --out."
+        )
+
+
+def remove_store(path: str | Path) -> None:
+    """Delete a store (for --force); refuses while another live process holds one of its parts."""
+    if not _is_local(path):
+        zarr.storage.FsspecStore.from_url(str(path)).fs.rm(str(path), recursive=True)
+        return
+    p = _local(path)
+    for lock in p.glob("*.lock"):
+        owner = _lock_owner(lock)
+        if owner is not None and _alive(owner):
+            raise StoreLocked(
+                f"cannot rebuild {p}: {lock.name} is held by {owner}; stop that process first"
+            )
+    if p.exists():
+        shutil.rmtree(p)
+
+
+# ----------------------------------------------------------------------------- locks
+def _lock_owner(lock: Path) -> dict | None:
+    try:
+        return json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(owner: dict) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return True  # cannot tell for another host: assume it is running
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True
+
+
+def _acquire(lock: Path) -> None:
+    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None and _alive(owner):
+                raise StoreLocked(
+                    f"{lock.parent} part {lock.stem} is being written by pid {owner.get('pid')} on "
+                    f"{owner.get('host')}; wait for it to finish or stop it. If that process is gone "
+                    f"(another host, or a reused pid), delete {lock}."
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its writer died on this host
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return
+    raise StoreLocked(f"could not take the lock {lock}; another process keeps taking it")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- writer
+def _chunk_frames(frame_bytes: int, target: int = CHUNK_BYTES) -> int:
+    """Frames per chunk near `target` bytes, with chunk bytes a multiple of the page size."""
+    step = mmap.ALLOCATIONGRANULARITY // math.gcd(frame_bytes, mmap.ALLOCATIONGRANULARITY)
+    return max(step, (target // frame_bytes) // step * step)
+
+
+class StoreWriter:
+    """Appends utterances to one part of a store; resumes a killed writer of the same part.
+
+    Args:
+        path: the store (a local folder `.../name.zarr`, or a URL zarr accepts).
+        fingerprint: `make_fingerprint(...)`; a store with another one is refused.
+        shard: (i, n): this writer owns part i of n.
+        compressor: None (default, raw chunks, memory-mappable) or "zstd".
+        chunk_frames: frames per chunk; default about CHUNK_BYTES per chunk.
+    Use: `append(id, feats (T, L, D))`, `fail(id, reason)`, `commit()`, `close()`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fingerprint: dict,
+        shard: tuple[int, int] = (0, 1),
+        compressor: str | None = None,
+        chunk_frames: int | None = None,
+    ) -> None:
+        i, n = shard
+        if not 0 <= i < n:
+            raise StoreError(f"shard {i}/{n}: need 0 <= i < n")
+        self.path, self.fingerprint, self.shard = str(path), dict(fingerprint), (i, n)
+        self.local = _is_local(path)
+        check_fingerprint(path, fingerprint)
+        L, D = int(fingerprint["num_layers"]), int(fingerprint["dim"])
+        self.L, self.D = L, D
+        root = zarr.open_group(self.path, mode="a")
+        if root.attrs.get("format") != FORMAT:
+            root.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "fingerprint": fingerprint, "num_parts": n})  # fmt: skip
+        elif root.attrs.get("num_parts") != n:
+            raise StoreError(
+                f"{path} was written in {root.attrs.get('num_parts')} part(s), this run asks for {n} "
+                "(--shard i/n or --cluster size); use the same n, or --force to rebuild"
+            )
+        self._lock = None
+        if self.local:
+            self._lock = _local(path) / f"{part_name(i, n)}.lock"
+            _acquire(self._lock)
+        try:
+            self._open_part(root, compressor, chunk_frames)
+        except BaseException:
+            self._release()
+            raise
+
+    # -- opening and recovery
+    def _open_part(self, root, compressor: str | None, chunk_frames: int | None) -> None:
+        name = part_name(*self.shard)
+        L, D = self.L, self.D
+        if name not in root:
+            g = root.create_group(name)
+            C = chunk_frames or _chunk_frames(L * D * 2)
+            comp = None if compressor is None else zarr.codecs.ZstdCodec(level=3)
+            if compressor not in (None, "zstd"):
+                raise StoreError(f"unknown compressor {compressor!r}; use none or zstd")
+            g.create_array("frames", shape=(0, L, D), chunks=(C, L, D), dtype="float16",
+                           fill_value=0, compressors=comp, config=_WRITE_CFG,
+                           chunk_key_encoding={"name": "default", "separator": "."})  # fmt: skip
+            g.create_array("ids", shape=(0,), chunks=(INDEX_CHUNK,), dtype=str, compressors=None)
+            for a in ("offsets", "lengths"):
+                g.create_array(a, shape=(0,), chunks=(INDEX_CHUNK,), dtype="int64", fill_value=0, compressors=None)  # fmt: skip
+            g.attrs.update({"shard": list(self.shard), "committed": {"utterances": 0, "frames": 0}, "complete": False, "failed": []})  # fmt: skip
+        self.group = g = root[name]
+        if self.local:  # leftovers of a killed zarr write
+            for tmp in _local(self.path).joinpath(name).rglob("*.partial"):
+                tmp.unlink()
+        self.frames = zarr.open_array(store=g.store, path=f"{g.path}/frames", mode="r+", config=_WRITE_CFG)  # fmt: skip
+        self.C = int(self.frames.chunks[0])
+        com = g.attrs["committed"]
+        k, F = int(com["utterances"]), int(com["frames"])
+        self.ids = list(g["ids"][:k]) if k else []
+        self.offsets = [int(x) for x in g["offsets"][:k]] if k else []
+        self.lengths = [int(x) for x in g["lengths"][:k]] if k else []
+        self.failed = list(g.attrs.get("failed", []))
+        if g.attrs.get("complete", False):
+            g.attrs.update({"complete": False})  # set again by close()
+        self.complete = False
+        # truncate everything past the commit, and reload the committed head of the tail chunk
+        self._committed_k, self._frames_done = k, F
+        for a in ("ids", "offsets", "lengths"):
+            g[a].resize((k,))
+        self._rewrite_index(0 if k == 0 else (k - 1) // INDEX_CHUNK * INDEX_CHUNK)
+        nchunks = -(-F // self.C)
+        self.frames.resize((nchunks * self.C, self.L, self.D))
+        self._buf = np.zeros((self.C, L, D), np.float16)  # the chunk being filled
+        self._chunk = F // self.C
+        self._fill = F - self._chunk * self.C
+        if self._fill:
+            self._buf[: self._fill] = self.frames[self._chunk * self.C : F]
+        self._dirty: set[int] = set()
+        self._pending_failed: list[dict] = []
+
+    @property
+    def done_ids(self) -> set[str]:
+        """Ids committed or recorded as failed in this part (a resumed run skips them)."""
+        return (
+            set(self.ids) | {f["id"] for f in self.failed} | {f["id"] for f in self._pending_failed}
+        )
+
+    # -- appending
+    def append(self, uid: str, feats: np.ndarray) -> None:
+        """Add one utterance. feats: (T, L, D), any float dtype (stored as float16)."""
+        if feats.ndim != 3 or feats.shape[1:] != (self.L, self.D):
+            raise StoreError(f"{uid}: features of shape {feats.shape}, store expects (T, {self.L}, {self.D})")  # fmt: skip
+        T = int(feats.shape[0])
+        self.ids.append(uid)
+        self.offsets.append(self._frames_done)
+        self.lengths.append(T)
+        self._frames_done += T
+        pos = 0
+        while pos < T:
+            take = min(T - pos, self.C - self._fill)
+            self._buf[self._fill : self._fill + take] = feats[pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == self.C:
+                self._write_chunk()
+                self._chunk += 1
+                self._fill = 0
+
+    def fail(self, uid: str, reason: str) -> None:
+        """Record an utterance that could not be extracted (kept in the part's `failed` attribute)."""
+        self._pending_failed.append({"id": uid, "reason": reason})
+
+    def _write_chunk(self) -> None:
+        k, C = self._chunk, self.C
+        if self.frames.shape[0] < (k + 1) * C:
+            self.frames.resize(((k + 1) * C, self.L, self.D))
+        if self._fill < C:
+            self._buf[self._fill :] = 0  # deterministic padding of the tail chunk
+        self.frames[k * C : (k + 1) * C] = self._buf
+        self._dirty.add(k)
+
+    def _rewrite_index(self, start: int) -> None:
+        """Write index entries [start, k) whole (start chunk-aligned): zarr then writes whole chunks."""
+        k = self._committed_k
+        g = self.group
+        for a, vals, dt in (("ids", self.ids, object), ("offsets", self.offsets, np.int64), ("lengths", self.lengths, np.int64)):  # fmt: skip
+            g[a].resize((k,))
+            if k > start:
+                g[a][start:k] = np.asarray(vals[start:k], dtype=dt)
+
+    def commit(self) -> None:
+        """Make everything appended so far durable: frames first, then the index, then `committed`."""
+        k0, k = self._committed_k, len(self.ids)
+        if k == k0 and not self._pending_failed:
+            return
+        if self._fill:
+            self._write_chunk()
+        if self.local:
+            fdir = _local(self.path) / self.group.path / "frames"
+            for c in sorted(self._dirty):
+                _fsync(fdir / self.frames.metadata.encode_chunk_key((c, 0, 0)))
+            _fsync(fdir)
+        self._dirty.clear()
+        self._committed_k = k
+        self._rewrite_index(k0 // INDEX_CHUNK * INDEX_CHUNK)
+        if self.local:
+            for a in ("ids", "offsets", "lengths"):
+                adir = _local(self.path) / self.group.path / a
+                for f in adir.iterdir():
+                    _fsync(f)
+        self.failed.extend(self._pending_failed)
+        self._pending_failed = []
+        self.group.attrs.update({"committed": {"utterances": k, "frames": self._frames_done}, "failed": self.failed})  # fmt: skip
+        if self.local:
+            _fsync(_local(self.path) / self.group.path / "zarr.json")
+
+    def close(self, complete: bool = True) -> None:
+        """Commit; with `complete`, trim `frames` to its exact length and mark the part complete."""
+        try:
+            self.commit()
+            if complete:
+                self.frames.resize((self._frames_done, self.L, self.D))
+                self.group.attrs.update({"complete": True})
+                self.complete = True
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.unlink(missing_ok=True)
+            self._lock = None
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, et, ev, tb) -> None:
+        if et is None:
+            self.close()
+        else:
+            self._release()  # leave what was committed; a rerun resumes from there
+
+
+# ----------------------------------------------------------------------------- reader
+_PAGE = mmap.ALLOCATIONGRANULARITY
+_MAP_FIXED = 0x10  # same value on Linux and macOS
+
+
+def _libc():
+    if sys.platform not in ("linux", "darwin"):
+        return None
+    lib = ctypes.CDLL(None, use_errno=True)
+    lib.mmap.restype = ctypes.c_void_p
+    lib.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64]  # fmt: skip
+    lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return lib
+
+
+_LIBC = _libc()
+
+
+def _stitch(files: list[Path], chunk_bytes: int) -> np.ndarray:
+    """Map equally sized chunk files side by side into one contiguous read-only-by-default region.
+
+    Returns a uint8 array of len(files) * chunk_bytes bytes that owns the mapping (unmapped when
+    the last view of it is garbage-collected). Pages are copy-on-write: writing to a view never
+    reaches the files. A missing file reads as zeros.
+    """
+    lib, total = _LIBC, len(files) * chunk_bytes
+    prot = mmap.PROT_READ | mmap.PROT_WRITE
+    base = lib.mmap(None, total, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    if base in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap reserve failed")
+    try:
+        for k, f in enumerate(files):
+            addr = base + k * chunk_bytes
+            if f.is_file():
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    got = lib.mmap(addr, chunk_bytes, prot, mmap.MAP_PRIVATE | _MAP_FIXED, fd, 0)
+                finally:
+                    os.close(fd)
+            else:
+                got = lib.mmap(addr, chunk_bytes, prot, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED, -1, 0)  # fmt: skip
+            if got != addr:
+                raise OSError(ctypes.get_errno(), f"mmap of {f} failed")
+    except BaseException:
+        lib.munmap(base, total)
+        raise
+
+    class _Mapped(ctypes.c_char * total):
+        def __del__(self) -> None:
+            lib.munmap(base, total)
+
+    owner = _Mapped.from_address(base)
+    arr = np.frombuffer(owner, dtype=np.uint8)
+    arr.flags.writeable = False
+    return arr
+
+
+class _Part:
+    """One part's committed index and a way to read its frames."""
+
+    def __init__(self, root_path: str, group, mode: str) -> None:
+        com = group.attrs.get("committed", {"utterances": 0, "frames": 0})
+        k, self.F = int(com["utterances"]), int(com["frames"])
+        self.name, self.attrs = group.basename, dict(group.attrs)
+        self.ids = [str(x) for x in group["ids"][:k]] if k else []
+        self.offsets = np.asarray(group["offsets"][:k], dtype=np.int64) if k else np.zeros(0, np.int64)  # fmt: skip
+        self.lengths = np.asarray(group["lengths"][:k], dtype=np.int64) if k else np.zeros(0, np.int64)  # fmt: skip
+        self.zarr = group["frames"]
+        self.C, self.L, self.D = int(self.zarr.chunks[0]), int(self.zarr.shape[1]), int(self.zarr.shape[2])  # fmt: skip
+        self.flat: np.ndarray | None = None  # (F_mapped, L, D) view when memory-mapped
+        self.mode = "zarr"
+        codecs = [c.to_dict()["name"] for c in self.zarr.metadata.codecs]
+        chunk_bytes = self.C * self.L * self.D * 2
+        nchunks = -(-self.F // self.C)
+        if (mode in ("auto", "mmap") and _is_local(root_path) and codecs == ["bytes"]
+                and self.zarr.dtype == np.float16 and _LIBC is not None
+                and chunk_bytes % _PAGE == 0 and 0 < nchunks < 30000):  # fmt: skip
+            fdir = _local(root_path) / group.path / "frames"
+            files = [fdir / self.zarr.metadata.encode_chunk_key((c, 0, 0)) for c in range(nchunks)]
+            if all(not f.exists() or f.stat().st_size == chunk_bytes for f in files):
+                raw = _stitch(files, chunk_bytes)
+                self.flat = raw.view(np.float16).reshape(nchunks * self.C, self.L, self.D)
+                self.mode = "mmap"
+        if mode == "mmap" and self.mode != "mmap" and self.F:
+            raise StoreError(f"{root_path}/{self.name}: cannot be memory-mapped (remote or compressed)")  # fmt: skip
+
+    def read(self, offset: int, length: int) -> np.ndarray:
+        if self.flat is not None:
+            return self.flat[offset : offset + length]
+        return self.zarr[offset : offset + length]
+
+
+class StoreReader:
+    """Read-only access to a finished or partly written store, by utterance id.
+
+    `reader[id] -> np.ndarray (T, L, D)` float16: a zero-copy view for local uncompressed stores
+    (mode "mmap"), else read through zarr. Only committed utterances are visible.
+    """
+
+    def __init__(self, path: str | Path, mode: str = "auto") -> None:
+        self.path, self._mode = str(path), mode
+        if not store_exists(path):
+            raise StoreError(f"no feature store at {path}; create it with `pipeline extract`")
+        root = zarr.open_group(self.path, mode="r")
+        attrs = dict(root.attrs)
+        if attrs.get("format") != FORMAT:
+            raise StoreError(f"{path} is not a feature store (attribute format != {FORMAT!r})")
+        if int(attrs.get("format_version", 0)) > FORMAT_VERSION:
+            raise StoreError(f"{path} has format version {attrs['format_version']}; upgrade the pipeline")  # fmt: skip
+        self.attrs = attrs
+        self.fingerprint: dict = dict(attrs["fingerprint"])
+        self.num_layers = int(self.fingerprint["num_layers"])
+        self.dim = int(self.fingerprint["dim"])
+        self.frame_rate = float(self.fingerprint["frame_rate"])
+        self.num_parts = int(attrs["num_parts"])
+        names = [part_name(i, self.num_parts) for i in range(self.num_parts)]
+        self.parts = [_Part(self.path, root[n], mode) for n in names if n in root]
+        self.missing_parts = [n for n in names if n not in root]
+        self._index: dict[str, tuple[int, int, int]] = {}
+        for p_i, p in enumerate(self.parts):
+            for uid, o, n in zip(p.ids, p.offsets.tolist(), p.lengths.tolist(), strict=True):
+                if uid in self._index:
+                    raise StoreError(f"{path}: utterance {uid} appears in two parts; rebuild with --force")  # fmt: skip
+                self._index[uid] = (p_i, o, n)
+        self.ids: list[str] = list(self._index)
+        self.failed: list[dict] = [f for p in self.parts for f in p.attrs.get("failed", [])]
+
+    @property
+    def complete(self) -> bool:
+        """Every part written to the end."""
+        return not self.missing_parts and all(p.attrs.get("complete") for p in self.parts)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(p.F for p in self.parts)
+
+    def length(self, uid: str) -> int:
+        """Frames of utterance `uid`."""
+        return self._loc(uid)[2]
+
+    def _loc(self, uid: str) -> tuple[int, int, int]:
+        try:
+            return self._index[uid]
+        except KeyError:
+            raise KeyError(f"utterance {uid!r} is not in store {self.path}; re-run `pipeline extract` on a manifest that contains it") from None  # fmt: skip
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, uid: str) -> np.ndarray:
+        """(T, L, D) float16 hidden states of utterance `uid` (frames-major)."""
+        p, o, n = self._loc(uid)
+        return self.parts[p].read(o, n)
+
+    def get_many(self, uids: Iterable[str]) -> list[np.ndarray]:
+        """[(T_i, L, D)] for each id, in order."""
+        return [self[u] for u in uids]
+
+    @property
+    def mode(self) -> str:
+        """'mmap' when every non-empty part is memory-mapped, else 'zarr'."""
+        return "mmap" if all(p.mode == "mmap" for p in self.parts if p.F) else "zarr"
+
+    def __getstate__(self) -> dict:  # reopen in worker processes instead of pickling mappings
+        return {"path": self.path, "mode": self._mode}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["mode"])
+
+
+def open_store(path: str | Path, mode: str = "auto") -> StoreReader:
+    """Open a store for reading. mode: "auto" (mmap where possible), "mmap" (required), "zarr"."""
+    return StoreReader(path, mode)
