@@ -1,0 +1,112 @@
+"""The ASR task: vocabulary, CTC decoding, and a tiny head that learns synthetic "speech"."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from pipeline.data.manifest import Utterance
+from pipeline.tasks import build_task
+from pipeline.tasks.asr import ASR, BLANK, greedy_ctc
+
+WORDS = ["CAB", "DEAF", "FACE", "BEAD", "HEAD", "GAD", "BAG", "ACHE"]
+
+
+def _utt(i: int, text: str, split: str = "train") -> Utterance:
+    return Utterance(
+        id=f"u{i}", path=f"u{i}.wav", duration=1.0, sample_rate=16000, split=split, text=text
+    )
+
+
+def _corpus(n: int, seed: int, split: str) -> list[Utterance]:
+    rng = random.Random(seed)
+    return [
+        _utt(seed * 1000 + i, " ".join(rng.sample(WORDS, rng.randint(1, 3))), split)
+        for i in range(n)
+    ]
+
+
+def _render(text: str, protos: dict[str, torch.Tensor], g: torch.Generator) -> torch.Tensor:
+    """Characters as noisy prototype frames (3-5 frames each); spaces have their own pattern. -> (T, D)."""
+    frames = []
+    for ch in text.replace(" ", "|"):
+        n = int(torch.randint(3, 6, (1,), generator=g))
+        frames.append(protos[ch] + 0.3 * torch.randn(n, protos[ch].numel(), generator=g))
+    return torch.cat(frames)
+
+
+def _batch(utts, protos, g):
+    seqs = [_render(u.text, protos, g) for u in utts]
+    lengths = torch.tensor([len(s) for s in seqs])
+    feats = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)  # (B, T, D)
+    return feats, lengths
+
+
+def test_vocab_is_superb_characters():
+    task = build_task("asr", {}, [])
+    assert isinstance(task, ASR)
+    assert len(task.vocab) == 32 and task.vocab[BLANK] == "<blank>"
+    ids = task.encode("It's a dog.")
+    assert task.decode(ids) == "IT'S A DOG"
+    assert task.state() == {"vocab": task.vocab}
+
+
+def test_greedy_ctc_merges_repeats_and_drops_blanks():
+    path = torch.tensor([[5, 5, 0, 5, 6, 6, 0, 0, 7]])
+    log_probs = torch.nn.functional.one_hot(path, 10).float().log()
+    assert greedy_ctc(log_probs, torch.tensor([9])) == [[5, 5, 6, 7]]
+    assert greedy_ctc(log_probs, torch.tensor([4])) == [[5, 5]]
+
+
+def test_padding_does_not_change_predictions():
+    torch.manual_seed(0)
+    task = ASR({"proj": 16, "hidden": 16, "layers": 2, "specaug": False}, [])
+    head = task.build_head(8).eval()
+    x = torch.randn(1, 12, 8)
+    padded = torch.cat([x, torch.randn(1, 7, 8)], dim=1)
+    a, _ = head(x, torch.tensor([12]))
+    b, _ = head(padded, torch.tensor([12]))
+    assert torch.allclose(a, b[:, :12], atol=1e-6)
+
+
+def test_head_learns_synthetic_words():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    D = 24
+    chars = sorted(set("".join(WORDS))) + ["|"]
+    protos = {c: 2.0 * torch.randn(D, generator=g) for c in chars}
+    train, test = _corpus(160, 1, "train"), _corpus(40, 2, "test")
+    task = build_task("asr", {"proj": 48, "hidden": 48, "layers": 1, "specaug": False}, train)
+    head = task.build_head(D)
+    opt = torch.optim.Adam(head.parameters(), lr=5e-3)
+    bs = 16
+    for step in range(90):
+        batch = [train[(step * bs + i) % len(train)] for i in range(bs)]
+        feats, lengths = _batch(batch, protos, g)
+        loss = task.loss(head, feats, lengths, task.collate([task.target(u) for u in batch]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    head.eval()
+    feats, lengths = _batch(test, protos, g)
+    hyps = task.predict(head, feats, lengths)
+    rec = task.score(hyps, test, "test")
+    assert rec["metric"] == "wer" and rec["direction"] == "lower" and rec["split"] == "test"
+    assert rec["value"] < 0.2, (rec, hyps[:3])
+    assert rec["cer"] < 0.1
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_specaug_only_in_training(on):
+    task = ASR(
+        {"proj": 8, "hidden": 8, "layers": 1, "specaug": on, "specaug_freq_mask_width": [1, 2]}, []
+    )
+    head = task.build_head(4)
+    assert (head.specaug is not None) == on
+    head.eval()
+    x = torch.randn(2, 30, 4)
+    a, _ = head(x, torch.tensor([30, 20]))
+    b, _ = head(x, torch.tensor([30, 20]))
+    assert torch.equal(a, b)
