@@ -1,0 +1,387 @@
+"""Stage two: train an interface and a task head from cached stores (or upstreams on the fly).
+
+    run_dir = train(resolve_config(interface="hconv", models=["whisper_tiny_en"], task="er",
+                                   data="data/demo/er", cache="cache/demo/er", out="runs/x"))
+
+Step-based AdamW with gradient accumulation, dev evaluation every `eval_every` steps, a
+best-dev checkpoint, early stopping, fixed seeds and resume after a kill. Run directory:
+config.yaml (resolved), checkpoints/{last,best}.pt, log.jsonl (one line per evaluation),
+task_state.json, metrics.json (dev and test records of the best checkpoint) and
+interface_summary.json (`interface.learned_summary()`, for the report's figures).
+
+Determinism: every micro-batch reseeds torch, numpy and random from (seed, step, micro) and
+every epoch's loader is built from (seed, epoch), so a resumed run reproduces an uninterrupted
+one exactly, whatever the loader or the task draw from the global generators.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from stages.config import RunConfig, identity, load_config, save_config, to_dict
+from stages.feed import Setup, build_setup, iter_batches
+
+console = Console(stderr=True)
+
+
+class RunDirError(RuntimeError):
+    """A run directory that cannot be used as asked; the message says what to do."""
+
+
+def trainable(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def reseed(*keys: Any) -> None:
+    """Seed torch, numpy and random from a tuple of keys (stable across processes)."""
+    s = zlib.crc32(repr(keys).encode()) & 0x7FFFFFFF
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename over `path`."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _rng_state() -> dict:
+    st = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "random": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["random"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def prepare_run_dir(cfg: RunConfig, force: bool = False) -> bool:
+    """Create RUN_DIR and write config.yaml. Returns True when last.pt should be resumed.
+
+    An existing run dir with another config is refused unless `force`, which clears it.
+    """
+    run_dir = Path(cfg.out)
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.exists():
+        old = load_config(cfg_path)
+        if identity(old) != identity(cfg):
+            if not force:
+                a, b = identity(old), identity(cfg)
+                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                raise RunDirError(
+                    f"{run_dir} holds a run with a different config (differs in {diff}); "
+                    "use another --out, or --force to discard it"
+                )
+            for name in ("checkpoints", "log.jsonl", "metrics.json", "interface_summary.json"):
+                p = run_dir / name
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_config(cfg, cfg_path)
+    return (run_dir / "checkpoints" / "last.pt").exists()
+
+
+def score_split(setup: Setup, split: str, utts: list | None = None) -> tuple[dict, list, list]:
+    """Predict and score one split with the current weights -> (record, outputs, utts)."""
+    utts = setup.splits[split] if utts is None else utts
+    setup.interface.eval()
+    setup.head.eval()
+    outputs: list = []
+    seen: list = []
+    with torch.no_grad():
+        for batch in iter_batches(setup, utts, shuffle=False, seed=0):
+            out, out_len = setup.interface(batch["feats"], batch["lengths"])
+            outputs.extend(setup.task.predict(setup.head, out, out_len))
+            seen.extend(batch["utts"])
+    rec = setup.task.score(outputs, seen, split, setup.data_dir)
+    return rec, outputs, seen
+
+
+def _better(value: float, best: float | None, direction: str) -> bool:
+    if best is None:
+        return True
+    return value > best if direction == "higher" else value < best
+
+
+def _to_device(x: Any, device: torch.device) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, dict):
+        return {k: _to_device(v, device) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_device(v, device) for v in x)
+    return x
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return x.tolist()
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return str(x)
+
+
+class Trainer:
+    """One run: the setup, optimizer, scheduler and the resumable counters."""
+
+    def __init__(self, cfg: RunConfig, setup: Setup):
+        self.cfg, self.setup = cfg, setup
+        self.run_dir = Path(cfg.out)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        t = cfg.train
+        params = [
+            p for m in (setup.interface, setup.head) for p in m.parameters() if p.requires_grad
+        ]
+        self.params = params
+        self.opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        warm = max(t.warmup, 0)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0
+        )
+        # resumable counters: optimizer steps done, epoch, batches consumed in this epoch
+        self.state = {"step": 0, "epoch": 0, "pos": 0, "best": None, "best_step": -1, "bad": 0}
+        self.state.update({"elapsed": 0.0, "finished": False})
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _weights(self) -> dict:
+        s = self.setup
+        return {
+            "interface": s.interface.state_dict(),
+            "head": s.head.state_dict(),
+            "task_state": s.task.state(),
+            "shapes": s.shapes,
+            "frame_rates": s.frame_rates,
+            "config": to_dict(self.cfg),
+        }
+
+    def save_last(self) -> None:
+        ck = self._weights()
+        ck.update(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict())
+        ck.update(state=dict(self.state), rng=_rng_state())
+        atomic_save(ck, self.ckpt_dir / "last.pt")
+
+    def resume(self) -> None:
+        ck = torch.load(
+            self.ckpt_dir / "last.pt", map_location=self.setup.device, weights_only=False
+        )
+        if identity(load_config_dict(ck["config"])) != identity(self.cfg):
+            raise RunDirError(
+                f"{self.ckpt_dir / 'last.pt'} was written by another config; use --force"
+            )
+        self.setup.interface.load_state_dict(ck["interface"])
+        self.setup.head.load_state_dict(ck["head"])
+        self.setup.task.load_state(ck["task_state"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.state.update(ck["state"])
+        _set_rng_state(ck["rng"])
+        _truncate_log(self.run_dir / "log.jsonl", self.state["step"])
+        console.print(f"resumed from step {self.state['step']} ({self.ckpt_dir / 'last.pt'})")
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _stream(self) -> Iterator[dict]:
+        """Training batches across epochs; keeps (epoch, pos) exact for resume."""
+        s, t = self.state, self.cfg.train
+        while True:
+            reseed(t.seed, "epoch", s["epoch"])
+            it = iter_batches(
+                self.setup,
+                self.setup.splits["train"],
+                shuffle=True,
+                seed=t.seed * 1000 + s["epoch"],
+            )
+            for _ in range(s["pos"]):  # skip what the checkpointed run already consumed
+                if next(it, None) is None:
+                    break
+            n = 0
+            for batch in it:
+                n += 1
+                s["pos"] += 1
+                yield batch
+            if n == 0 and s["pos"] == 0:
+                raise RuntimeError(f"no training batches from {self.cfg.data}/train.jsonl")
+            s["epoch"] += 1
+            s["pos"] = 0
+
+    def _train_step(self, stream: Iterator[dict]) -> float:
+        s, t, su = self.state, self.cfg.train, self.setup
+        su.interface.train()
+        su.head.train()
+        if hasattr(su.interface, "step"):
+            su.interface.step(s["step"])
+        self.opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(t.accum):
+            batch = next(stream)
+            reseed(t.seed, "step", s["step"], micro)
+            out, out_len = su.interface(batch["feats"], batch["lengths"])
+            targets = _to_device(
+                su.task.collate([su.task.target(u) for u in batch["utts"]]), su.device
+            )
+            loss = su.task.loss(su.head, out, out_len, targets)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss is {loss.item()} at step {s['step']} (utts {batch['ids'][:4]}...)"
+                )
+            (loss / t.accum).backward()
+            total += loss.item() / t.accum
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        s["step"] += 1
+        return total
+
+    def _evaluate(self, losses: list[float]) -> bool:
+        """Dev evaluation, log line, best.pt and last.pt. Returns True to stop early."""
+        s, t, task = self.state, self.cfg.train, self.setup.task
+        rec, _, _ = score_split(self.setup, "dev")
+        value = float(rec["value"])
+        improved = _better(value, s["best"], task.direction)
+        if improved:
+            s["best"], s["best_step"], s["bad"] = value, s["step"], 0
+            best = self._weights()
+            best.update(step=s["step"], value=value)
+            atomic_save(best, self.ckpt_dir / "best.pt")
+        else:
+            s["bad"] += 1
+        line = {
+            "step": s["step"],
+            "epoch": s["epoch"],
+            "train_loss": float(np.mean(losses)) if losses else None,
+            f"dev_{task.metric}": value,
+            "best": improved,
+            "lr": self.opt.param_groups[0]["lr"],
+            "time": round(s["elapsed"], 2),
+        }
+        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+        stop = t.patience > 0 and s["bad"] >= t.patience
+        if stop or s["step"] >= t.steps:
+            s["finished"] = True
+        self.save_last()
+        if stop:
+            console.print(
+                f"early stop at step {s['step']}: no dev improvement in {t.patience} evaluations"
+            )
+        return stop
+
+    def fit(self, progress: bool = True) -> None:
+        s, t = self.state, self.cfg.train
+        if s["finished"]:
+            return
+        stream = self._stream()
+        losses: list[float] = []
+        cols = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        ]
+        with Progress(*cols, console=console, disable=not progress, transient=False) as bar:
+            job = bar.add_task("train", total=t.steps, completed=s["step"])
+            while s["step"] < t.steps:
+                t0 = time.perf_counter()
+                losses.append(self._train_step(stream))
+                s["elapsed"] += time.perf_counter() - t0
+                bar.update(job, completed=s["step"], description=f"train loss {losses[-1]:.3f}")
+                if s["step"] % t.eval_every == 0 or s["step"] >= t.steps:
+                    if self._evaluate(losses):
+                        break
+                    losses = []
+                    desc = f"dev {self.setup.task.metric} {s['best']:.4f} (best, step {s['best_step']})"
+                    bar.update(job, description=desc)
+        if t.steps == 0:
+            s["finished"] = True
+            self.save_last()
+
+    def finish(self) -> list[dict]:
+        """Load best.pt (or keep the current weights if there is none), score dev and test."""
+        best_path = self.ckpt_dir / "best.pt"
+        if best_path.exists():
+            ck = torch.load(best_path, map_location=self.setup.device, weights_only=False)
+            self.setup.interface.load_state_dict(ck["interface"])
+            self.setup.head.load_state_dict(ck["head"])
+        records = []
+        for split in ("dev", "test"):
+            if split not in self.setup.splits:
+                console.print(f"[yellow]no {split}.jsonl in {self.cfg.data}: {split} not scored")
+                continue
+            rec, _, _ = score_split(self.setup, split)
+            rec.setdefault("interface", self.cfg.interface)
+            rec.setdefault("models", list(self.cfg.models))
+            rec.setdefault("best_step", self.state["best_step"])
+            records.append(rec)
+        (self.run_dir / "metrics.json").write_text(
+            json.dumps(records, indent=2, default=_json_default)
+        )
+        summary = getattr(self.setup.interface, "learned_summary", lambda: {})()
+        (self.run_dir / "interface_summary.json").write_text(
+            json.dumps(summary, indent=2, default=_json_default)
+        )
+        return records
+
+
+def load_config_dict(d: dict) -> RunConfig:
+    from stages.config import from_dict
+
+    return from_dict(d, "checkpoint config")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+
+def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) the run `cfg.out`; returns the run directory."""
+    if not cfg.out:
+        raise RunDirError("no run directory: give --out RUN_DIR")
+    resume = prepare_run_dir(cfg, force)
+    reseed(cfg.train.seed, "init")  # the interface's and head's initial weights
+    setup = build_setup(cfg)
+    run_dir = Path(cfg.out)
+    (run_dir / "task_state.json").write_text(
+        json.dumps(setup.task.state(), indent=2, default=_json_default)
+    )
+    console.print(
+        f"{cfg.task} on {cfg.data} | interface {cfg.interface} over {','.join(cfg.models)} | "
+        f"device {setup.device} | features {cfg.train.features}"
+    )
+    console.print(
+        f"trainable parameters: interface {trainable(setup.interface):,}, head {trainable(setup.head):,}"
+    )
+    trainer = Trainer(cfg, setup)
+    if resume:
+        trainer.resume()
+    trainer.fit(progress=progress)
+    records = trainer.finish()
+    for r in records:
+        console.print(f"{r['split']}: {r['metric']} = {r['value']:.4f}")
+    return run_dir
