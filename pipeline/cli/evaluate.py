@@ -1,11 +1,37 @@
-"""`pipeline evaluate`."""
+"""`pipeline evaluate`: re-score a run from its best checkpoint."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
-def evaluate() -> None:
-    """Not implemented yet."""
-    typer.echo("pipeline evaluate: not implemented yet", err=True)
-    raise typer.Exit(2)
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `pipeline train`."),
+    split: str = typer.Option("test", help="Split to score: train, dev or test."),
+    data: Path | None = typer.Option(
+        None, help="Score another dataset's split (its task data dir)."
+    ),
+    cache: Path | None = typer.Option(
+        None, help="CACHE_DIR with that dataset's stores (with --data)."
+    ),
+    store: list[str] = typer.Option(
+        [], "--store", help="An explicit store path, one per model (or NAME=PATH)."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda ..."),
+) -> None:
+    """Write RUN_DIR/eval_<split>[_<dataset>].json (and hypotheses for ASR tasks)."""
+    from pipeline.data.manifest import ManifestError
+    from stages.config import ConfigError
+    from stages.evaluate import evaluate as run_evaluate
+    from stages.feed import StoreMissingError
+
+    try:
+        out = run_evaluate(
+            run_dir, split=split, data=data, cache=cache, stores=store or None, device=device
+        )
+    except (ConfigError, StoreMissingError, ManifestError, FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(str(out))
