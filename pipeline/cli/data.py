@@ -72,11 +72,14 @@ def synth(
     ),
 ) -> None:
     """Synthesize the built-in offline suite (asr_en, ml_asr, sv, er) with eSpeak NG voices."""
-    from pipeline.data.synth import synthesize
+    import importlib
 
+    synth_module = importlib.import_module("pipeline.data.synth")
+
+    errors = (ValueError, getattr(synth_module, "SynthError", ValueError))  # e.g. no espeak-ng
     try:
-        path = synthesize(out, preset=preset, seed=seed)
-    except ValueError as e:
+        path = synth_module.synthesize(out, preset=preset, seed=seed)
+    except errors as e:
         raise _fail(str(e)) from None
     typer.echo(f"wrote the {preset} suite to {path}")
 
