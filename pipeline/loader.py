@@ -1,0 +1,411 @@
+"""Stage two's feed: batches of several upstreams' cached hidden states, aligned by utterance id.
+
+Legend: B batch, L_i hidden states, T_i frames, D_i width of store i. A batch is
+
+    {"ids": list[str] (B),
+     "feats": list, one (B, L_i, T_i, D_i) tensor per store, the stored dtype (float16; the
+              trainer casts on the device), zero past each length. It is a permuted view of a
+              frames-major (B, T_i, L_i, D_i) buffer (pinned when CUDA is used): no copy is made
+              to reorder it, and `.to(device, non_blocking=True)` moves it as one block,
+     "lengths": list, one (B,) int64 tensor of frame counts per store,
+     "utts": list[Utterance] (B)}
+
+Tiers (`tier=`): "gpu" loads every utterance of the dataset onto the device once and slices
+batches there; "pinned" loads them into (pinned, when CUDA is there) host RAM once and gathers
+batches from it; "mmap" reads each batch from the stores (zero-copy memory-mapped views of local
+uncompressed stores) in DataLoader workers started with "spawn" (zarr + fork can deadlock).
+"auto" picks gpu when the device is CUDA and the features fit in `gpu_fraction` of its free
+memory, else pinned when CUDA is there and they fit in `ram_fraction` of the available RAM,
+else mmap. On a CPU-only machine auto means mmap: a RAM copy would only duplicate the page
+cache. The choice is logged and kept as `loader.tier` (with `loader.tier_reason`).
+
+Batches are bucketed by length: with shuffling, the utterances are permuted with the seed (and
+epoch), cut into buckets of `bucket_batches` batches, sorted by length inside each bucket and
+cut into batches, and the batches are shuffled; without it, batches follow length order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from pipeline.data.manifest import Utterance
+
+log = logging.getLogger(__name__)
+
+TIERS = ("auto", "gpu", "pinned", "mmap")
+
+
+class MissingUtterancesError(LookupError):
+    """Utterances of the manifest that a store does not hold."""
+
+
+class MisalignedStoresError(ValueError):
+    """Stores whose frame counts for the same utterance disagree beyond rounding."""
+
+
+def _store_name(store: Any) -> str:
+    return str(getattr(store, "path", None) or repr(store))
+
+
+class FeatureDataset(Dataset):
+    """Utterances of a manifest, read from one store per upstream.
+
+    Args:
+        stores: readers with the StoreReader API (`ids`, `length(id)`, `reader[id] -> (T, L, D)`,
+            `num_layers`, `dim`, `frame_rate`, `id in reader`).
+        utts: the utterances, in manifest order.
+        length_tolerance: frames (at the highest frame rate) by which stores may disagree on an
+            utterance's length (front-end rounding), plus one frame of the slower store; None
+            skips the check.
+    Item i: a list with one (T_i, L_i, D_i) array per store (memory-mapped views when local).
+    """
+
+    def __init__(
+        self, stores: Sequence[Any], utts: Sequence[Utterance], length_tolerance: int | None = 3
+    ):
+        if not stores:
+            raise ValueError("FeatureDataset needs at least one feature store")
+        self.stores = list(stores)
+        self.utts = list(utts)
+        self.ids = [u.id for u in self.utts]
+        problems = []
+        for s in self.stores:
+            missing = [i for i in self.ids if i not in s]
+            if missing:
+                shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+                problems.append(f"feature store {_store_name(s)} lacks {len(missing)} of the {len(self.ids)} utterances asked for: {shown}")  # fmt: skip
+        if problems:
+            raise MissingUtterancesError(
+                ";\n".join(problems)
+                + ".\nRe-run `pipeline extract` for this manifest (it resumes and "
+                "adds the missing ids), or use a manifest that matches the store."
+            )
+        self.shapes = [(int(s.num_layers), int(s.dim)) for s in self.stores]
+        self.frame_rates = [float(s.frame_rate) for s in self.stores]
+        self.lengths = np.array(
+            [[s.length(i) for i in self.ids] for s in self.stores], dtype=np.int64
+        ).reshape(len(self.stores), len(self.ids))  # (N, U)
+        if length_tolerance is not None and len(self.stores) > 1:
+            self._check_lengths(length_tolerance)
+
+    def _check_lengths(self, tol: int) -> None:
+        r = np.array(self.frame_rates)
+        ref = int(np.argmax(r))
+        scaled = self.lengths * (r[ref] / r)[:, None]  # (N, U) in reference frames
+        limit = tol + (r[ref] / r)[:, None]
+        bad_rows, bad_cols = np.nonzero(np.abs(scaled - self.lengths[ref]) > limit)
+        if len(bad_cols):
+            i, u = int(bad_rows[0]), int(bad_cols[0])
+            n_bad = len(set(bad_cols.tolist()))
+            raise MisalignedStoresError(
+                f"{n_bad} utterance(s) have frame counts that disagree between stores, e.g. "
+                f"{self.ids[u]!r}: {self.lengths[i, u]} frames at {r[i]:g} Hz in {_store_name(self.stores[i])} "
+                f"vs {self.lengths[ref, u]} at {r[ref]:g} Hz in {_store_name(self.stores[ref])}. "
+                "Were the stores extracted from the same audio (and whisper mode)? Re-extract the odd "
+                "one, or pass length_tolerance=None to align them anyway."
+            )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[int, list[np.ndarray]]:
+        uid = self.ids[i]
+        return i, [s[uid] for s in self.stores]
+
+    def durations(self) -> np.ndarray:
+        """(U,) seconds per utterance (the longest over stores), the key of length bucketing."""
+        return (self.lengths / np.array(self.frame_rates)[:, None]).max(axis=0)
+
+    def nbytes(self) -> int:
+        """Bytes of all the dataset's features over all stores (fp16 unless a store says otherwise)."""
+        total = 0
+        for k, (L, D) in enumerate(self.shapes):
+            item = np.dtype(self._dtype(k)).itemsize
+            total += int(self.lengths[k].sum()) * L * D * item
+        return total
+
+    def _dtype(self, k: int) -> np.dtype:
+        if not self.ids:
+            return np.dtype(np.float16)
+        return self.stores[k][self.ids[0]].dtype
+
+
+class BucketBatchSampler(Sampler):
+    """Length-bucketed batches of dataset indices; reshuffled each epoch from `seed + epoch`."""
+
+    def __init__(self, durations: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
+                 bucket_batches: int = 50, drop_last: bool = False):  # fmt: skip
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.durations = np.asarray(durations, dtype=np.float64)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.bucket_batches, self.drop_last = bucket_batches, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        epoch = self.epoch if epoch is None else epoch
+        n, bs = len(self.durations), self.batch_size
+        if not self.shuffle:
+            order = np.argsort(-self.durations, kind="stable")
+            out = [order[i : i + bs].tolist() for i in range(0, n, bs)]
+        else:
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = rng.permutation(n)
+            size = bs * max(1, self.bucket_batches)
+            out = []
+            for start in range(0, n, size):
+                bucket = perm[start : start + size]
+                bucket = bucket[np.argsort(-self.durations[bucket], kind="stable")]
+                out += [bucket[i : i + bs].tolist() for i in range(0, len(bucket), bs)]
+            out = [out[j] for j in rng.permutation(len(out))]
+        if self.drop_last:
+            out = [b for b in out if len(b) == bs]
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.batches()
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        n = len(self.durations)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+class Collate:
+    """Items from `FeatureDataset` -> {"index", "btld": [(B, T_i, L_i, D_i)], "lengths": [(B,)]}."""
+
+    def __init__(self, num_stores: int):
+        self.num_stores = num_stores
+
+    def __call__(self, items: list[tuple[int, list[np.ndarray]]]) -> dict:
+        index = [i for i, _ in items]
+        btld, lengths = [], []
+        for k in range(self.num_stores):
+            arrs = [a[k] for _, a in items]
+            n = [int(a.shape[0]) for a in arrs]
+            T = max(n) if n else 0
+            _, L, D = arrs[0].shape
+            buf = torch.empty((len(arrs), T, L, D), dtype=_torch_dtype(arrs[0].dtype))
+            view = buf.numpy()
+            for b, a in enumerate(arrs):
+                view[b, : n[b]] = a  # the one copy: memory map -> batch buffer
+                view[b, n[b] :] = 0
+            btld.append(buf)
+            lengths.append(torch.tensor(n, dtype=torch.int64))
+        return {"index": index, "btld": btld, "lengths": lengths}
+
+
+def _torch_dtype(dt: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, dtype=dt)).dtype
+
+
+class Preloaded:
+    """Every utterance of a dataset in one (F + 1, L, D) tensor per store, on a device or in RAM.
+
+    The last row is zeros: padding gathers from it.
+    """
+
+    STAGE_BYTES = 64 << 20  # host staging per copy to the GPU
+
+    def __init__(self, dataset: FeatureDataset, device: torch.device, pin: bool):
+        self.device, self.pin = device, pin
+        self.data: list[torch.Tensor] = []
+        self.offsets = np.zeros_like(dataset.lengths)  # (N, U)
+        self.lengths = dataset.lengths
+        for k, (store, (L, D)) in enumerate(zip(dataset.stores, dataset.shapes, strict=True)):
+            n = dataset.lengths[k]
+            self.offsets[k] = np.concatenate([[0], np.cumsum(n)[:-1]]) if len(n) else n
+            total = int(n.sum())
+            dtype = _torch_dtype(dataset._dtype(k))
+            on_gpu = device.type != "cpu"
+            data = torch.empty((total + 1, L, D), dtype=dtype, device=device, pin_memory=pin and not on_gpu)  # fmt: skip
+            data[total] = 0
+            self._fill(data, store, dataset.ids, n, on_gpu)
+            self.data.append(data)
+
+    def _fill(
+        self, data: torch.Tensor, store: Any, ids: list[str], n: np.ndarray, on_gpu: bool
+    ) -> None:
+        if not on_gpu:
+            view = data.numpy()
+            pos = 0
+            for uid, m in zip(ids, n.tolist(), strict=True):
+                view[pos : pos + m] = store[uid]
+                pos += m
+            return
+        frame_bytes = data[0].numel() * data.element_size()
+        stage = torch.empty((max(1, self.STAGE_BYTES // frame_bytes), *data.shape[1:]), dtype=data.dtype, pin_memory=True)  # fmt: skip
+        sview, fill, pos = stage.numpy(), 0, 0
+        for uid, m in zip(ids, n.tolist(), strict=True):
+            a = store[uid]
+            done = 0
+            while done < m:
+                take = min(m - done, len(stage) - fill)
+                sview[fill : fill + take] = a[done : done + take]
+                fill, done = fill + take, done + take
+                if fill == len(stage):
+                    data[pos : pos + fill].copy_(stage[:fill])
+                    pos, fill = pos + fill, 0
+        if fill:
+            data[pos : pos + fill].copy_(stage[:fill])
+
+    def batch(self, index: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Gather utterances `index` -> ([(B, T_i, L_i, D_i)], [(B,)])."""
+        btld, lengths = [], []
+        for k, data in enumerate(self.data):
+            n = self.lengths[k, index]  # (B,)
+            T = int(n.max()) if len(n) else 0
+            t = np.arange(T)[None, :]
+            rows = np.where(
+                t < n[:, None], self.offsets[k, index][:, None] + t, len(data) - 1
+            )  # (B, T)
+            rows_t = torch.from_numpy(rows.reshape(-1)).to(data.device, non_blocking=True)
+            shape = (len(index) * T, *data.shape[1:])
+            if self.pin and data.device.type == "cpu":
+                out = torch.empty(shape, dtype=data.dtype, pin_memory=True)
+                torch.index_select(data, 0, rows_t, out=out)
+            else:
+                out = data.index_select(0, rows_t)
+            btld.append(out.view(len(index), T, *data.shape[1:]))
+            lengths.append(torch.from_numpy(n.copy()).to(data.device))
+        return btld, lengths
+
+
+def available_ram() -> int:
+    """Bytes of RAM available to new allocations (MemAvailable), or total RAM as a fallback."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def choose_tier(
+    nbytes: int,
+    device: torch.device,
+    tier: str = "auto",
+    gpu_fraction: float = 0.5,
+    ram_fraction: float = 0.5,
+) -> tuple[str, str]:
+    """The tier to serve `nbytes` of features from, and why (see the module docstring)."""
+    if tier not in TIERS:
+        raise ValueError(f"unknown loader tier {tier!r}; choose one of {TIERS}")
+    gb = nbytes / 1e9
+    if tier != "auto":
+        if tier == "gpu" and device.type != "cuda":
+            raise ValueError(f"tier 'gpu' needs a CUDA device, the loader's device is {device}; use tier='pinned' or 'mmap'")  # fmt: skip
+        return tier, f"forced ({gb:.2f} GB of features)"
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if nbytes <= gpu_fraction * free:
+            return (
+                "gpu",
+                f"{gb:.2f} GB of features fit in {gpu_fraction:g} x {free / 1e9:.1f} GB free on {device}",
+            )
+        ram = available_ram()
+        if nbytes <= ram_fraction * ram:
+            return (
+                "pinned",
+                f"{gb:.2f} GB fit in {ram_fraction:g} x {ram / 1e9:.1f} GB of available RAM, not on {device}",
+            )
+        return (
+            "mmap",
+            f"{gb:.2f} GB fit neither on {device} nor in {ram_fraction:g} x {ram / 1e9:.1f} GB of RAM",
+        )
+    return "mmap", f"CPU training: the page cache already holds what fits ({gb:.2f} GB of features)"
+
+
+class FeatureLoader:
+    """Iterates batches (see the module docstring for the schema). Built by `make_loader`."""
+
+    def __init__(self, dataset: FeatureDataset, sampler: BucketBatchSampler, tier: str, reason: str,
+                 device: torch.device, num_workers: int = 0, prefetch_factor: int = 4):  # fmt: skip
+        self.dataset, self.sampler, self.device = dataset, sampler, device
+        self.tier, self.tier_reason = tier, reason
+        self.pin = torch.cuda.is_available() and device.type == "cuda"
+        self.preloaded: Preloaded | None = None
+        self.dataloader: DataLoader | None = None
+        if tier in ("gpu", "pinned"):
+            self.preloaded = Preloaded(
+                dataset, device if tier == "gpu" else torch.device("cpu"), pin=self.pin
+            )
+        else:
+            extra = {}
+            if num_workers > 0:
+                extra = {"multiprocessing_context": "spawn", "persistent_workers": True, "prefetch_factor": prefetch_factor}  # fmt: skip
+            self.dataloader = DataLoader(dataset, batch_sampler=sampler, collate_fn=Collate(len(dataset.stores)),
+                                         num_workers=num_workers, pin_memory=self.pin, **extra)  # fmt: skip
+        log.info("loader: tier=%s (%s); %d utterances, %d stores, %d batches", tier, reason, len(dataset), len(dataset.stores), len(sampler))  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle as epoch `epoch` (the trainer calls this when it resumes mid-run)."""
+        self.sampler.set_epoch(epoch)
+
+    def describe(self) -> str:
+        return f"loader tier {self.tier} ({self.tier_reason})"
+
+    def __iter__(self) -> Iterator[dict]:
+        if self.dataloader is not None:
+            for raw in self.dataloader:
+                yield self._finish(raw["index"], raw["btld"], raw["lengths"])
+        else:
+            assert self.preloaded is not None
+            for index in self.sampler:
+                btld, lengths = self.preloaded.batch(index)
+                yield self._finish(index, btld, lengths)
+
+    def _finish(
+        self, index: list[int], btld: list[torch.Tensor], lengths: list[torch.Tensor]
+    ) -> dict:
+        return {
+            "ids": [self.dataset.ids[i] for i in index],
+            "feats": [x.permute(0, 2, 1, 3) for x in btld],  # (B, L_i, T_i, D_i) views
+            "lengths": lengths,
+            "utts": [self.dataset.utts[i] for i in index],
+        }
+
+
+def make_loader(
+    dataset: FeatureDataset,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    tier: str = "auto",
+    device: str | torch.device | None = None,
+    bucket_batches: int = 50,
+    drop_last: bool = False,
+    gpu_fraction: float = 0.5,
+    ram_fraction: float = 0.5,
+) -> FeatureLoader:
+    """A length-bucketed loader over `dataset`, served from the tier chosen (or forced).
+
+    device: where training runs (default: CUDA when available). num_workers: reader processes
+    for the mmap tier (spawned; ignored by the preloaded tiers, which need none).
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    chosen, reason = choose_tier(dataset.nbytes(), device, tier, gpu_fraction, ram_fraction)
+    sampler = BucketBatchSampler(
+        dataset.durations(), batch_size, shuffle, seed, bucket_batches, drop_last
+    )
+    return FeatureLoader(dataset, sampler, chosen, reason, device, num_workers)
