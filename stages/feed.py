@@ -43,7 +43,12 @@ class Setup:
     splits: dict[str, list[Utterance]]  # split -> the task's utterances
     data_dir: Path
     sources: list[Any]  # StoreReaders (cache) or Upstreams (onthefly)
-    _datasets: dict[int, Any] = field(default_factory=dict)
+    _loaders: dict[tuple, Any] = field(default_factory=dict)
+
+    def log(self, msg: str) -> None:
+        from stages.train import console
+
+        console.print(msg)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -142,21 +147,38 @@ def build_setup(
     return Setup(cfg, task, interface, head, device, shapes, rates, selected, data_dir, sources)
 
 
-def iter_batches(setup: Setup, utts: list[Utterance], shuffle: bool, seed: int) -> Iterator[dict]:
-    """Batches of `utts` with features on the setup's device (float32)."""
-    if setup.cfg.train.features == "onthefly":
-        yield from _onthefly_batches(setup, utts, shuffle, seed)
+def iter_batches(
+    setup: Setup, utts: list[Utterance], shuffle: bool, epoch: int = 0
+) -> Iterator[dict]:
+    """Batches of `utts` (in epoch `epoch`'s order when shuffled), features float32 on the device.
+
+    One loader per utterance list, built once (the gpu and pinned tiers preload there) and
+    reshuffled per epoch from (train.seed, epoch).
+    """
+    t = setup.cfg.train
+    if t.features == "onthefly":
+        yield from _onthefly_batches(setup, utts, shuffle, t.seed * 1000 + epoch)
         return
     from pipeline.loader import FeatureDataset, make_loader
 
-    t = setup.cfg.train
-    key = id(utts)
-    if key not in setup._datasets:
-        setup._datasets[key] = (utts, FeatureDataset(setup.sources, utts))
-    ds = setup._datasets[key][1]
-    loader = make_loader(
-        ds, batch_size=t.batch_size, shuffle=shuffle, seed=seed, num_workers=t.num_workers
-    )
+    key = (id(utts), shuffle)
+    if key not in setup._loaders:
+        ds = FeatureDataset(setup.sources, utts)
+        loader = make_loader(
+            ds,
+            t.batch_size,
+            shuffle=shuffle,
+            seed=t.seed,
+            num_workers=t.num_workers,
+            tier=t.tier,
+            device=setup.device,
+        )
+        setup._loaders[key] = (utts, loader)
+        if hasattr(loader, "describe"):
+            setup.log(loader.describe())
+    loader = setup._loaders[key][1]
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
     for batch in loader:
         yield _on_device(batch, setup.device)
 

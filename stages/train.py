@@ -111,7 +111,7 @@ def score_split(setup: Setup, split: str, utts: list | None = None) -> tuple[dic
     outputs: list = []
     seen: list = []
     with torch.no_grad():
-        for batch in iter_batches(setup, utts, shuffle=False, seed=0):
+        for batch in iter_batches(setup, utts, shuffle=False):
             out, out_len = setup.interface(batch["feats"], batch["lengths"])
             outputs.extend(setup.task.predict(setup.head, out, out_len))
             seen.extend(batch["utts"])
@@ -207,10 +207,7 @@ class Trainer:
         while True:
             reseed(t.seed, "epoch", s["epoch"])
             it = iter_batches(
-                self.setup,
-                self.setup.splits["train"],
-                shuffle=True,
-                seed=t.seed * 1000 + s["epoch"],
+                self.setup, self.setup.splits["train"], shuffle=True, epoch=s["epoch"]
             )
             for _ in range(s["pos"]):  # skip what the checkpointed run already consumed
                 if next(it, None) is None:

@@ -73,7 +73,7 @@ def install_fake_loader(monkeypatch) -> None:
                     raise KeyError(f"{missing[:3]} not in store {s.path}")
             self.stores, self.utts = stores, utts
 
-    def make_loader(ds, batch_size, shuffle, seed, num_workers=0, tier="auto"):
+    def make_loader(ds, batch_size, shuffle, seed, num_workers=0, tier="auto", device=None):
         order = sorted(range(len(ds.utts)), key=lambda i: ds.stores[0].length(ds.utts[i].id))
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if shuffle:
