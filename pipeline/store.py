@@ -468,27 +468,33 @@ class _Part:
         com = group.attrs.get("committed", {"utterances": 0, "frames": 0})
         k, self.F = int(com["utterances"]), int(com["frames"])
         self.name, self.attrs = group.basename, dict(group.attrs)
+        self.index_len = int(group["ids"].shape[0])  # == k once the part is complete
         self.ids = [str(x) for x in group["ids"][:k]] if k else []
         self.offsets = np.asarray(group["offsets"][:k], dtype=np.int64) if k else np.zeros(0, np.int64)  # fmt: skip
         self.lengths = np.asarray(group["lengths"][:k], dtype=np.int64) if k else np.zeros(0, np.int64)  # fmt: skip
         self.zarr = group["frames"]
         self.C, self.L, self.D = int(self.zarr.chunks[0]), int(self.zarr.shape[1]), int(self.zarr.shape[2])  # fmt: skip
+        self.nchunks = -(-self.F // self.C)
+        self.dir = _local(root_path) / group.path / "frames" if _is_local(root_path) else None
         self.flat: np.ndarray | None = None  # (F_mapped, L, D) view when memory-mapped
         self.mode = "zarr"
         codecs = [c.to_dict()["name"] for c in self.zarr.metadata.codecs]
         chunk_bytes = self.C * self.L * self.D * 2
-        nchunks = -(-self.F // self.C)
+        nchunks = self.nchunks
         if (mode in ("auto", "mmap") and _is_local(root_path) and codecs == ["bytes"]
                 and self.zarr.dtype == np.float16 and _LIBC is not None
                 and chunk_bytes % _PAGE == 0 and 0 < nchunks < 30000):  # fmt: skip
-            fdir = _local(root_path) / group.path / "frames"
-            files = [fdir / self.zarr.metadata.encode_chunk_key((c, 0, 0)) for c in range(nchunks)]
+            files = [self.chunk_file(c) for c in range(nchunks)]
             if all(not f.exists() or f.stat().st_size == chunk_bytes for f in files):
                 raw = _stitch(files, chunk_bytes)
                 self.flat = raw.view(np.float16).reshape(nchunks * self.C, self.L, self.D)
                 self.mode = "mmap"
         if mode == "mmap" and self.mode != "mmap" and self.F:
             raise StoreError(f"{root_path}/{self.name}: cannot be memory-mapped (remote or compressed)")  # fmt: skip
+
+    def chunk_file(self, c: int) -> Path:
+        """Local file of frame chunk c."""
+        return self.dir / self.zarr.metadata.encode_chunk_key((c, 0, 0))
 
     def read(self, offset: int, length: int) -> np.ndarray:
         if self.flat is not None:

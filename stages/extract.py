@@ -1,0 +1,348 @@
+"""Stage one: run a frozen upstream over a manifest and store every hidden state.
+
+    manifest -> plan (length-sorted batches) -> [audio prefetch thread] -> forward (main thread)
+             -> bounded queue -> [writer thread: StoreWriter.append / commit] -> store part
+
+The batch plan is a pure function of the manifest, the upstream and `batch_seconds`, so every
+utterance is computed in the same batch whether the run is whole, resumed after a kill, one of
+`--shard i/n` (shard i takes batches i, i+n, ...) or a Dask worker: per-utterance arrays are
+bit-identical across all of them. The writer commits only at batch boundaries.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.audio import AudioError, load_audio
+from pipeline.data.manifest import Utterance, read_manifests
+from pipeline.store import (
+    StoreWriter,
+    check_fingerprint,
+    make_fingerprint,
+    manifest_hash,
+    part_name,
+    remove_store,
+    store_exists,
+)
+
+
+@dataclass
+class ExtractConfig:
+    model: str  # registry name or path (see pipeline.upstreams.registry)
+    data: str  # manifest file or task folder of train/dev/test.jsonl
+    out: str  # the store, e.g. cache/tiny/er/whisper_tiny_en.zarr
+    device: str = "auto"  # cpu | cuda | auto
+    whisper_mode: str = "pad30"  # pad30 | trim (Whisper upstreams only)
+    shard: tuple[int, int] = (0, 1)  # this process writes part i of n
+    batch_seconds: float | None = (
+        None  # padded audio seconds per batch; None: 40 on CPU, 400 on GPU
+    )
+    max_batch: int = 64  # utterances per batch at most
+    force: bool = False  # delete a store built for another request and rebuild
+    compress: str | None = None  # None | "zstd"
+    progress: bool = True
+    commit_seconds: float = 5.0  # commit at most this often (0: after every batch)
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
+
+
+@dataclass
+class ExtractResult:
+    store: str
+    shard: tuple[int, int]
+    written: int = 0  # utterances written by this run
+    already: int = 0  # utterances found done (committed or failed) by an earlier run
+    failed: list[dict] = field(default_factory=list)  # [{id, reason}] of this run
+    audio_seconds: float = 0.0  # audio processed by this run
+    wall_seconds: float = 0.0
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device is visible; use --device cpu")
+    return device
+
+
+def _effective_samples(n: int, spec, whisper_mode: str) -> int:
+    """Samples an utterance costs in a batch: Whisper pad30 always runs whole 30-s windows."""
+    if spec.family == "whisper" and whisper_mode == "pad30":
+        w = 30 * spec.sample_rate
+        return -(-n // w) * w
+    return n
+
+
+def plan_batches(
+    utts: list[Utterance], up, whisper_mode: str, batch_seconds: float, max_batch: int
+) -> list[list[Utterance]]:
+    """Length-sorted batches with padded cost <= batch_seconds (one utterance may exceed it).
+
+    Pad-sensitive upstreams get batches of equal sample counts only.
+    """
+    sr = up.spec.sample_rate
+    order = sorted(utts, key=lambda u: (round(u.duration * sr), u.id))
+    budget = batch_seconds * sr
+    batches: list[list[Utterance]] = []
+    cur: list[Utterance] = []
+    for u in order:
+        n = round(u.duration * sr)
+        cost = _effective_samples(n, up.spec, whisper_mode)  # longest so far: sorted ascending
+        same = not cur or round(cur[0].duration * sr) == n
+        if cur and (cost * (len(cur) + 1) > budget or len(cur) >= max_batch or (up.pad_sensitive and not same)):  # fmt: skip
+            batches.append(cur)
+            cur = []
+        cur.append(u)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _forward(up, wavs: list[np.ndarray], device: str) -> list[torch.Tensor]:
+    """[(T_i, L, D) float16 on CPU] for a batch of waveforms; raises on any model error."""
+    lengths = torch.tensor([len(w) for w in wavs], dtype=torch.long)
+    x = torch.zeros(len(wavs), int(lengths.max()))  # (B, S)
+    for i, w in enumerate(wavs):
+        x[i, : len(w)] = torch.from_numpy(w)
+    amp = device.startswith("cuda")
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        outs = up.forward(x.to(device), lengths.to(device))  # [(L, T_i, D)]
+    return [o.transpose(0, 1).to(torch.float16).contiguous().cpu() for o in outs]  # (T, L, D)
+
+
+def _run_batch(up, loaded: list[tuple[Utterance, np.ndarray | None, str | None]], device: str):
+    """Features for the loadable utterances of a batch; a failing batch is retried one by one."""
+    ok = [(u, w) for u, w, _ in loaded if w is not None]
+    failed = [(u.id, err) for u, w, err in loaded if w is None]
+    groups = {}  # pad-sensitive: split by the actual sample counts
+    for u, w in ok:
+        groups.setdefault(len(w) if up.pad_sensitive else 0, []).append((u, w))
+    results: list[tuple[str, np.ndarray]] = []
+    for members in groups.values():
+        try:
+            feats = _forward(up, [w for _, w in members], device)
+            bad = [not torch.isfinite(f).all() for f in feats]
+        except Exception:
+            feats, bad = None, [True] * len(members)
+        for j, (u, w) in enumerate(members):
+            if feats is not None and not bad[j]:
+                results.append((u.id, feats[j].numpy()))
+                continue
+            try:  # retry alone
+                (f,) = _forward(up, [w], device)
+            except Exception as e:
+                failed.append((u.id, f"{type(e).__name__}: {e}"))
+                continue
+            if not torch.isfinite(f).all():
+                failed.append((u.id, "non-finite output (NaN/inf) from the upstream"))
+            else:
+                results.append((u.id, f.numpy()))
+    order = {u.id: k for k, (u, _, _) in enumerate(loaded)}
+    results.sort(key=lambda r: order[r[0]])
+    failed.sort(key=lambda r: order[r[0]])
+    return results, failed
+
+
+def _load(batch: list[Utterance], sr: int):
+    out = []
+    for u in batch:
+        try:
+            out.append((u, load_audio(u.path, target_sr=sr), None))
+        except AudioError as e:
+            out.append((u, None, f"AudioError: {e}"))
+        except Exception as e:  # an unreadable file of another kind: skip it, keep going
+            out.append((u, None, f"{type(e).__name__}: {e}"))
+    return out
+
+
+class _AsyncWriter:
+    """Writer thread behind a bounded queue: overlaps disk I/O with the next forward passes."""
+
+    def __init__(self, writer: StoreWriter, commit_seconds: float, depth: int = 4) -> None:
+        self.w, self.commit_seconds = writer, commit_seconds
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # drain
+            try:
+                results, failed = item
+                for uid, feats in results:
+                    self.w.append(uid, feats)
+                for uid, reason in failed:
+                    self.w.fail(uid, reason)
+                if time.monotonic() - last >= self.commit_seconds:  # batch boundary
+                    self.w.commit()
+                    last = time.monotonic()
+            except BaseException as e:
+                self.error = e
+
+    def put(self, item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(item)
+
+    def finish(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _progress(enabled: bool, total: float):
+    import rich.progress as rp
+
+    p = rp.Progress(
+        rp.TextColumn("[bold]{task.description}"),
+        rp.BarColumn(),
+        rp.TextColumn("{task.fields[hours]:.3f}/{task.fields[total_h]:.3f} audio-h"),
+        rp.TextColumn("[cyan]{task.fields[rate]:.4f} audio-h/s ({task.fields[rt]:.0f}× real time)"),
+        rp.TimeElapsedColumn(),
+        rp.TimeRemainingColumn(),
+        disable=not enabled,
+    )
+    task = p.add_task("extract", total=total or 1.0, hours=0.0, total_h=total / 3600, rate=0.0, rt=0.0)  # fmt: skip
+    return p, task
+
+
+def _get_upstream(cfg: ExtractConfig, upstream, device: str):
+    if upstream is None:
+        from pipeline.upstreams.registry import load_upstream
+
+        return load_upstream(cfg.model, device=device, whisper_mode=cfg.whisper_mode)
+    factory = isinstance(upstream, type) or not hasattr(upstream, "forward")
+    return upstream() if factory else upstream
+
+
+def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
+    """Extract part `cfg.shard` of the store `cfg.out`. `upstream`: an Upstream or a factory
+    (for tests and custom models); default: `load_upstream(cfg.model, ...)`.
+
+    Raises FingerprintMismatch / StoreError / ManifestError with messages meant for the user.
+    """
+    t0 = time.monotonic()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    utts = read_manifests(cfg.data)
+    up = _get_upstream(cfg, upstream, device)
+    fp = make_fingerprint(up.spec, up.weights_hash(), cfg.whisper_mode, manifest_hash(utts))
+    i, n = cfg.shard
+    if cfg.force and store_exists(cfg.out):
+        _force(cfg.out, fp, i, n)
+    check_fingerprint(cfg.out, fp)
+    bs = cfg.batch_seconds or (400.0 if device.startswith("cuda") else 40.0)
+    mine = plan_batches(utts, up, cfg.whisper_mode, bs, cfg.max_batch)[i::n]
+    res = ExtractResult(store=str(cfg.out), shard=(i, n))
+    writer = StoreWriter(cfg.out, fp, shard=(i, n), compressor=cfg.compress)
+    try:
+        done = writer.done_ids
+        todo = [b for b in mine if any(u.id not in done for u in b)]  # whole batches: same numbers
+        res.already = sum(u.id in done for b in mine for u in b)
+        total = sum(u.duration for b in todo for u in b if u.id not in done)
+        aw = _AsyncWriter(writer, cfg.commit_seconds)
+        prog, task = _progress(cfg.progress, total)
+        sr, seconds = up.spec.sample_rate, 0.0
+        with prog, ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio") as pool:
+            ahead: deque = deque(pool.submit(_load, b, sr) for b in todo[:3])
+            for j in range(len(todo)):
+                loaded = ahead.popleft().result()
+                if j + 3 < len(todo):
+                    ahead.append(pool.submit(_load, todo[j + 3], sr))
+                results, failed = _run_batch(up, loaded, device)
+                results = [r for r in results if r[0] not in done]
+                failed = [f for f in failed if f[0] not in done]
+                aw.put((results, failed))
+                res.written += len(results)
+                res.failed += [{"id": u, "reason": r} for u, r in failed]
+                seconds += sum(u.duration for u, _, _ in loaded if u.id not in done)
+                el = time.monotonic() - t0
+                prog.update(task, completed=seconds, hours=seconds / 3600,
+                            rate=seconds / 3600 / el, rt=seconds / el)  # fmt: skip
+        aw.finish()
+        writer.close()
+    except BaseException:
+        writer._release()  # keep what was committed; the same command resumes from there
+        raise
+    res.audio_seconds = seconds
+    res.wall_seconds = time.monotonic() - t0
+    return res
+
+
+def _force(out: str, fp: dict, i: int, n: int) -> None:
+    """--force: rebuild. A store for another request goes whole; else only this shard's part."""
+    import zarr
+
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    if attrs.get("fingerprint") != fp or attrs.get("num_parts") != n or n == 1:
+        remove_store(out)
+    else:
+        import shutil
+
+        part = Path(out) / part_name(i, n)
+        if part.exists():
+            shutil.rmtree(part)
+
+
+def _run_shard(cfg: ExtractConfig, upstream=None) -> ExtractResult:
+    """One shard on a Dask worker (module-level so that worker processes can import it)."""
+    return run(cfg, upstream)
+
+
+def run_cluster(cfg: ExtractConfig, cluster: str, upstream: Callable | None = None) -> list[ExtractResult]:  # fmt: skip
+    """All shards on Dask: `local:N` (a LocalCluster of N processes; dask-cuda's LocalCUDACluster,
+    one worker per GPU, for --device cuda when installed) or `tcp://HOST:PORT` (an existing
+    scheduler; one shard per worker). Returns one result per shard."""
+    from distributed import Client, LocalCluster
+
+    cfg = replace(cfg, data=str(Path(cfg.data).resolve()), progress=False)
+    if "://" not in cfg.out:
+        cfg = replace(cfg, out=str(Path(cfg.out).resolve()))
+    owned = None
+    if cluster.startswith("local:"):
+        n = int(cluster.split(":", 1)[1])
+        cuda = cfg.device in ("cuda", "auto") and resolve_device(cfg.device) == "cuda"
+        try:
+            if not cuda:
+                raise ImportError
+            from dask_cuda import LocalCUDACluster
+
+            owned = LocalCUDACluster(n_workers=n, threads_per_worker=1)
+        except ImportError:
+            threads = max(1, (os.cpu_count() or 1) // n)
+            cfg = replace(cfg, threads=cfg.threads or threads)
+            owned = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)  # fmt: skip
+        client = Client(owned)
+    elif cluster.startswith("tcp://"):
+        client = Client(cluster)
+        n = len(client.scheduler_info()["workers"])
+    else:
+        raise ValueError(f"--cluster {cluster!r}: use local:N or tcp://HOST:PORT")
+    try:
+        if cfg.force and store_exists(cfg.out):
+            remove_store(cfg.out)
+        cfg = replace(cfg, force=False)
+        futs = client.map(_run_shard, [replace(cfg, shard=(i, n)) for i in range(n)], upstream=upstream, pure=False)  # fmt: skip
+        return client.gather(futs)
+    finally:
+        client.close()
+        if owned is not None:
+            owned.close()
