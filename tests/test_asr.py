@@ -11,6 +11,16 @@ from pipeline.data.manifest import Utterance
 from pipeline.tasks import build_task
 from pipeline.tasks.asr import ASR, BLANK, greedy_ctc
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny heads train faster on one thread, and far faster when other processes share the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 WORDS = ["CAB", "DEAF", "FACE", "BEAD", "HEAD", "GAD", "BAG", "ACHE"]
 
 
