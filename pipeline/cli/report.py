@@ -1,11 +1,44 @@
-"""`pipeline report`."""
+"""`pipeline report`: run directories -> results/ (table, per-language CERs, metrics, curves, figures)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
-def report() -> None:
-    """Not implemented yet."""
-    typer.echo("pipeline report: not implemented yet", err=True)
-    raise typer.Exit(2)
+def report(
+    runs: Path = typer.Option(
+        Path("runs"), "--runs", help="Folder of run directories (pipeline train --out)."
+    ),
+    out: Path = typer.Option(
+        Path("results"),
+        "--out",
+        help="Where table.md, languages.md, metrics.json, curves/ and figures/ go.",
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="The experiment (params.yaml or configs/*.yaml): rows, order and labels. Without it, rows are inferred from the runs.",
+    ),
+) -> None:
+    """Collect run directories into results/table.md, results/languages.md, metrics.json, curves and PNG figures."""
+    from stages.plan import PlanError
+    from stages.report import write_report
+
+    if not runs.is_dir():
+        typer.echo(
+            f"error: {runs} is not a folder of run directories; train some runs first (`dvc repro`)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if config is not None and not config.is_file():
+        typer.echo(f"error: config {config} does not exist", err=True)
+        raise typer.Exit(1)
+    try:
+        paths = write_report(runs, out, config)
+    except PlanError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    for name, path in paths.items():
+        typer.echo(f"{name:22s} {path}")
