@@ -25,6 +25,7 @@ so those models are ``pad_sensitive`` (batch equal lengths). Pre-LN large WavLM/
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -106,7 +107,7 @@ class HFUpstream:
         dtype: torch.dtype = torch.float32,
     ):
         self.spec, self.device, self.dtype = spec, torch.device(device), dtype
-        self.model = model.to(self.device, dtype).eval()
+        self.model = model.to(self.device, dtype).eval().requires_grad_(False)  # frozen
         self.normalize = bool(spec.extra.get("normalize", default_normalize(model.config)))
         self.pad_sensitive = is_pad_sensitive(model.config)
         self._hash: str | None = None
@@ -153,7 +154,9 @@ class HFUpstream:
             )
         x = x * valid
         mask = None if bool(valid.all()) else valid.long()
-        out = self.model(x.to(self.dtype), attention_mask=mask, output_hidden_states=True)
+        with warnings.catch_warnings():  # WavLM mixes a bool padding mask with a float bias
+            warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask")
+            out = self.model(x.to(self.dtype), attention_mask=mask, output_hidden_states=True)
         states = torch.stack(out.hidden_states)  # (L, B, T, D)
         frames = self.model._get_feat_extract_output_lengths(lengths)
         return [states[:, b, : int(t)] for b, t in enumerate(frames)]

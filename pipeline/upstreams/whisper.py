@@ -87,7 +87,7 @@ class WhisperUpstream:
         if mode not in MODES:
             raise ValueError(f"whisper_mode {mode!r}: choose one of {MODES}")
         self.spec, self.mode, self.device, self.dtype = spec, mode, torch.device(device), dtype
-        self.model = model.to(self.device, dtype).eval()  # the full model (decode() works)
+        self.model = model.to(self.device, dtype).eval().requires_grad_(False)  # full model
         self.n_mels = model.dims.n_mels
         self.pad_sensitive = mode == "trim"
         self._hash: str | None = None

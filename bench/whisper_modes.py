@@ -1,0 +1,84 @@
+"""Whisper trim vs pad30: CPU time on 10-s clips and per-layer cosine similarity.
+
+Usage: .venv/bin/python bench/whisper_modes.py [--model whisper_tiny_en] [--clips 6]
+Speech comes from eSpeak NG (espeak-ng must be on PATH). Prints times, the speed ratio and
+the mean cosine similarity per state between the two modes (REFERENCE.md: tiny.en
+[1.0, 0.999, 0.998, 0.996, 0.987]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from pipeline.upstreams import load_upstream
+
+TEXT = (
+    "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
+    "It is easy to tell the depth of a well. These days a chicken leg is a rare dish. "
+    "Rice is often served in round bowls. The juice of lemons makes fine punch. "
+    "The box was thrown beside the parked truck. The hogs were fed chopped corn and garbage. "
+    "Four hours of steady work faced us. A large size in stockings is hard to sell."
+)
+
+
+def speech_clips(n: int, seconds: float = 10.0) -> torch.Tensor:
+    """(n, seconds·16k) float32 eSpeak NG speech, different voices/speeds per clip."""
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(n):
+            path = f"{d}/{i}.wav"
+            voice = ["en-us", "en", "en-us+f2", "en+m3", "en-us+f4", "en+m7"][i % 6]
+            subprocess.run(
+                ["espeak-ng", "-v", voice, "-s", str(150 + 10 * i), "-w", path, TEXT], check=True
+            )
+            w, sr = sf.read(path, dtype="float32")
+            w = AF.resample(torch.from_numpy(w), sr, 16000)
+            n_s = int(seconds * 16000)
+            out.append(torch.nn.functional.pad(w, (0, max(0, n_s - len(w))))[:n_s])
+    return torch.stack(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="whisper_tiny_en")
+    ap.add_argument("--clips", type=int, default=6)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    clips = speech_clips(args.clips)
+    lengths = torch.full((len(clips),), clips.shape[1])
+    outs, times = {}, {}
+    for mode in ("pad30", "trim"):
+        up = load_upstream(args.model, whisper_mode=mode)
+        up.forward(clips[:1], lengths[:1])  # warm-up
+        t = time.perf_counter()
+        outs[mode] = [
+            up.forward(clips[i : i + 1], lengths[i : i + 1])[0] for i in range(len(clips))
+        ]
+        times[mode] = time.perf_counter() - t
+    audio_s = clips.shape[0] * clips.shape[1] / 16000
+    print(
+        f"{args.model}: {audio_s:.0f} s of audio in {len(clips)} clips, batch 1, "
+        f"{torch.get_num_threads()} threads"
+    )
+    for mode, t in times.items():
+        print(f"  {mode:5s} {t:.2f} s")
+    print(f"  pad30 / trim time ratio: {times['pad30'] / times['trim']:.2f}x")
+    cos = torch.stack(
+        [
+            torch.nn.functional.cosine_similarity(a, b, dim=-1).mean(-1)
+            for a, b in zip(outs["pad30"], outs["trim"], strict=True)
+        ]
+    ).mean(0)  # (L,)
+    print("  mean cosine(trim, pad30) per state:", np.round(cos.numpy(), 4).tolist())
+
+
+if __name__ == "__main__":
+    main()
