@@ -17,7 +17,9 @@ uncompressed stores) in DataLoader workers started with "spawn" (zarr + fork can
 "auto" picks gpu when the device is CUDA and the features fit in `gpu_fraction` of its free
 memory, else pinned when CUDA is there and they fit in `ram_fraction` of the available RAM,
 else mmap. On a CPU-only machine auto means mmap: a RAM copy would only duplicate the page
-cache. The choice is logged and kept as `loader.tier` (with `loader.tier_reason`).
+cache. The choice is logged and kept as `loader.tier` (with `loader.tier_reason`). Where no
+worker process prepares batches (pinned tier, or mmap with num_workers=0), a background thread
+prepares `prefetch` batches ahead, so host copies overlap the training step.
 
 Batches are bucketed by length: with shuffling, the utterances are permuted with the seed (and
 epoch), cut into buckets of `bucket_batches` batches, sorted by length inside each bucket and
@@ -27,6 +29,8 @@ cut into batches, and the batches are shuffled; without it, batches follow lengt
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -195,14 +199,36 @@ class Collate:
             n = [int(a.shape[0]) for a in arrs]
             T = max(n) if n else 0
             _, L, D = arrs[0].shape
-            buf = torch.empty((len(arrs), T, L, D), dtype=_torch_dtype(arrs[0].dtype))
-            view = buf.numpy()
+            buf, view = batch_buffer((len(arrs), T, L, D), arrs[0].dtype)
             for b, a in enumerate(arrs):
                 view[b, : n[b]] = a  # the one copy: memory map -> batch buffer
                 view[b, n[b] :] = 0
             btld.append(buf)
             lengths.append(torch.tensor(n, dtype=torch.int64))
         return {"index": index, "btld": btld, "lengths": lengths}
+
+
+def batch_buffer(
+    shape: tuple[int, ...], dtype: np.dtype, pin: bool = False
+) -> tuple[torch.Tensor, np.ndarray]:
+    """An uninitialised batch tensor and a numpy view of it.
+
+    In a DataLoader worker it lives in shared memory (no copy on the way to the main process);
+    with `pin`, in pinned memory (torch caches those blocks); else numpy allocates it: glibc
+    reuses freed heap blocks, where torch.empty of tens of MB page-faults afresh every batch
+    (measured here 6x slower, bench/bench_loader.py).
+    """
+    tdtype = _torch_dtype(dtype)
+    if pin:
+        t = torch.empty(shape, dtype=tdtype, pin_memory=True)
+    elif torch.utils.data.get_worker_info() is not None:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        storage = torch.UntypedStorage._new_shared(nbytes)
+        t = torch.empty(0, dtype=tdtype).set_(storage).view(shape)
+    else:
+        arr = np.empty(shape, dtype=dtype)
+        return torch.from_numpy(arr), arr
+    return t, t.numpy()
 
 
 def _torch_dtype(dt: np.dtype) -> torch.dtype:
@@ -220,6 +246,8 @@ class Preloaded:
     def __init__(self, dataset: FeatureDataset, device: torch.device, pin: bool):
         self.device, self.pin = device, pin
         self.data: list[torch.Tensor] = []
+        self.np_dtypes: list[np.dtype] = []
+        self.views: list[np.ndarray | None] = []  # numpy views of CPU data
         self.offsets = np.zeros_like(dataset.lengths)  # (N, U)
         self.lengths = dataset.lengths
         for k, (store, (L, D)) in enumerate(zip(dataset.stores, dataset.shapes, strict=True)):
@@ -232,6 +260,8 @@ class Preloaded:
             data[total] = 0
             self._fill(data, store, dataset.ids, n, on_gpu)
             self.data.append(data)
+            self.np_dtypes.append(np.dtype(dataset._dtype(k)))
+            self.views.append(data.numpy() if not on_gpu else None)
 
     def _fill(
         self, data: torch.Tensor, store: Any, ids: list[str], n: np.ndarray, on_gpu: bool
@@ -264,21 +294,65 @@ class Preloaded:
         btld, lengths = [], []
         for k, data in enumerate(self.data):
             n = self.lengths[k, index]  # (B,)
+            o = self.offsets[k, index]
             T = int(n.max()) if len(n) else 0
-            t = np.arange(T)[None, :]
-            rows = np.where(
-                t < n[:, None], self.offsets[k, index][:, None] + t, len(data) - 1
-            )  # (B, T)
-            rows_t = torch.from_numpy(rows.reshape(-1)).to(data.device, non_blocking=True)
-            shape = (len(index) * T, *data.shape[1:])
-            if self.pin and data.device.type == "cpu":
-                out = torch.empty(shape, dtype=data.dtype, pin_memory=True)
-                torch.index_select(data, 0, rows_t, out=out)
-            else:
-                out = data.index_select(0, rows_t)
-            btld.append(out.view(len(index), T, *data.shape[1:]))
+            B = len(index)
+            if data.device.type == "cpu":  # B contiguous runs: B memcpys
+                out, view = batch_buffer((B, T, *data.shape[1:]), self.np_dtypes[k], pin=self.pin)
+                src = self.views[k]
+                for b in range(B):
+                    view[b, : n[b]] = src[o[b] : o[b] + n[b]]
+                    view[b, n[b] :] = 0
+            else:  # one gather kernel on the device; row F (zeros) pads
+                t = np.arange(T)[None, :]
+                rows = np.where(t < n[:, None], o[:, None] + t, len(data) - 1)  # (B, T)
+                rows_t = torch.from_numpy(rows.reshape(-1)).to(data.device, non_blocking=True)
+                out = data.index_select(0, rows_t).view(B, T, *data.shape[1:])
+            btld.append(out)
             lengths.append(torch.from_numpy(n.copy()).to(data.device))
         return btld, lengths
+
+
+class _Raised:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _prefetch(items: Iterator, depth: int) -> Iterator:
+    """Run `items` in a background thread, `depth` ahead (numpy copies release the GIL)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(x: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for x in items:
+                if not put(x):
+                    return
+            put(end)
+        except BaseException as e:  # handed to the consumer
+            put(_Raised(e))
+
+    threading.Thread(target=work, daemon=True, name="loader-prefetch").start()
+    try:
+        while True:
+            x = q.get()
+            if x is end:
+                return
+            if isinstance(x, _Raised):
+                raise x.exc
+            yield x
+    finally:
+        stop.set()
 
 
 def available_ram() -> int:
@@ -334,8 +408,9 @@ class FeatureLoader:
     """Iterates batches (see the module docstring for the schema). Built by `make_loader`."""
 
     def __init__(self, dataset: FeatureDataset, sampler: BucketBatchSampler, tier: str, reason: str,
-                 device: torch.device, num_workers: int = 0, prefetch_factor: int = 4):  # fmt: skip
+                 device: torch.device, num_workers: int = 0, prefetch: int = 2):  # fmt: skip
         self.dataset, self.sampler, self.device = dataset, sampler, device
+        self.num_workers, self.prefetch = num_workers, prefetch
         self.tier, self.tier_reason = tier, reason
         self.pin = torch.cuda.is_available() and device.type == "cuda"
         self.preloaded: Preloaded | None = None
@@ -347,7 +422,7 @@ class FeatureLoader:
         else:
             extra = {}
             if num_workers > 0:
-                extra = {"multiprocessing_context": "spawn", "persistent_workers": True, "prefetch_factor": prefetch_factor}  # fmt: skip
+                extra = {"multiprocessing_context": "spawn", "persistent_workers": True, "prefetch_factor": max(2, prefetch)}  # fmt: skip
             self.dataloader = DataLoader(dataset, batch_sampler=sampler, collate_fn=Collate(len(dataset.stores)),
                                          num_workers=num_workers, pin_memory=self.pin, **extra)  # fmt: skip
         log.info("loader: tier=%s (%s); %d utterances, %d stores, %d batches", tier, reason, len(dataset), len(dataset.stores), len(sampler))  # fmt: skip
@@ -364,13 +439,14 @@ class FeatureLoader:
 
     def __iter__(self) -> Iterator[dict]:
         if self.dataloader is not None:
-            for raw in self.dataloader:
-                yield self._finish(raw["index"], raw["btld"], raw["lengths"])
+            raw = ((r["index"], r["btld"], r["lengths"]) for r in self.dataloader)
         else:
             assert self.preloaded is not None
-            for index in self.sampler:
-                btld, lengths = self.preloaded.batch(index)
-                yield self._finish(index, btld, lengths)
+            raw = ((index, *self.preloaded.batch(index)) for index in self.sampler)
+        if self.prefetch > 0 and not (self.tier == "gpu" or self.num_workers > 0):
+            raw = _prefetch(raw, self.prefetch)  # host copies overlap the training step
+        for index, btld, lengths in raw:
+            yield self._finish(index, btld, lengths)
 
     def _finish(
         self, index: list[int], btld: list[torch.Tensor], lengths: list[torch.Tensor]
@@ -395,11 +471,13 @@ def make_loader(
     drop_last: bool = False,
     gpu_fraction: float = 0.5,
     ram_fraction: float = 0.5,
+    prefetch: int = 2,
 ) -> FeatureLoader:
     """A length-bucketed loader over `dataset`, served from the tier chosen (or forced).
 
     device: where training runs (default: CUDA when available). num_workers: reader processes
-    for the mmap tier (spawned; ignored by the preloaded tiers, which need none).
+    for the mmap tier (spawned; ignored by the preloaded tiers, which need none). prefetch:
+    batches a background thread prepares ahead when no worker does (0: none).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None:
@@ -408,4 +486,4 @@ def make_loader(
     sampler = BucketBatchSampler(
         dataset.durations(), batch_size, shuffle, seed, bucket_batches, drop_last
     )
-    return FeatureLoader(dataset, sampler, chosen, reason, device, num_workers)
+    return FeatureLoader(dataset, sampler, chosen, reason, device, num_workers, prefetch)

@@ -162,6 +162,23 @@ def test_loader_feeds_every_interface():
         assert torch.equal(n, batch["lengths"][0])
 
 
+def test_prefetch_thread_passes_errors_and_stops_early():
+    from pipeline.loader import _prefetch
+
+    def boom():
+        yield 1
+        raise RuntimeError("store went away")
+
+    got = []
+    with pytest.raises(RuntimeError, match="store went away"):
+        for x in _prefetch(boom(), 2):
+            got.append(x)
+    assert got == [1]
+    it = _prefetch(iter(range(1000)), 2)
+    assert next(it) == 0
+    it.close()  # the consumer stops early: the thread ends instead of blocking
+
+
 def write_store(path, arrays, frame_rate):
     from pipeline.store import StoreWriter
 
