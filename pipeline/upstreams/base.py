@@ -23,15 +23,23 @@ class UpstreamSpec:
 
 
 class Upstream(Protocol):
+    """Implemented by hf.HFUpstream and whisper.WhisperUpstream; built by registry.load_upstream."""
+
     spec: UpstreamSpec
+    pad_sensitive: bool  # True: zero padding in a batch changes states; batch equal lengths
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """waveforms: (B, S) float32 at spec.sample_rate, zero-padded; lengths: (B,) samples.
 
-        Returns one (L, T_i, D) tensor per utterance with padding frames removed.
+        Returns one (L, T_i, D) tensor per utterance with padding frames removed, on the
+        upstream's device in its dtype (T_i = num_frames(lengths[i])).
         """
         ...
 
     def num_frames(self, num_samples: int) -> int:
         """Frames this upstream emits for an utterance of `num_samples` samples."""
+        ...
+
+    def weights_hash(self) -> str:
+        """First 16 hex digits of a sha256 over the state dict (for store fingerprints)."""
         ...
