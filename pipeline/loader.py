@@ -29,6 +29,7 @@ cut into batches, and the batches are shuffled; without it, batches follow lengt
 from __future__ import annotations
 
 import logging
+import mmap
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -188,8 +189,8 @@ class BucketBatchSampler(Sampler):
 class Collate:
     """Items from `FeatureDataset` -> {"index", "btld": [(B, T_i, L_i, D_i)], "lengths": [(B,)]}."""
 
-    def __init__(self, num_stores: int):
-        self.num_stores = num_stores
+    def __init__(self, num_stores: int, pin: bool = False):
+        self.num_stores, self.pin = num_stores, pin
 
     def __call__(self, items: list[tuple[int, list[np.ndarray]]]) -> dict:
         index = [i for i, _ in items]
@@ -199,13 +200,24 @@ class Collate:
             n = [int(a.shape[0]) for a in arrs]
             T = max(n) if n else 0
             _, L, D = arrs[0].shape
-            buf, view = batch_buffer((len(arrs), T, L, D), arrs[0].dtype)
+            buf, view = batch_buffer((len(arrs), T, L, D), arrs[0].dtype, pin=self.pin)
             for b, a in enumerate(arrs):
                 view[b, : n[b]] = a  # the one copy: memory map -> batch buffer
                 view[b, n[b] :] = 0
             btld.append(buf)
             lengths.append(torch.tensor(n, dtype=torch.int64))
         return {"index": index, "btld": btld, "lengths": lengths}
+
+
+class Touch:
+    """Worker-side collate for memory-mapped stores: read one byte per page, return the indices."""
+
+    def __call__(self, items: list[tuple[int, list[np.ndarray]]]) -> list[int]:
+        for _, arrs in items:
+            for a in arrs:
+                flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+                int(flat[:: mmap.PAGESIZE].sum())  # page faults fill the shared page cache
+        return [i for i, _ in items]
 
 
 def batch_buffer(
@@ -415,16 +427,20 @@ class FeatureLoader:
         self.pin = torch.cuda.is_available() and device.type == "cuda"
         self.preloaded: Preloaded | None = None
         self.dataloader: DataLoader | None = None
+        self.collate = Collate(len(dataset.stores), pin=self.pin)
+        # Workers of memory-mapped stores only read ahead (page the next batches into the page
+        # cache); the main process then copies from its own mapping: passing the bytes through
+        # shared memory costs more than the copy (bench/bench_loader.py).
+        self.readahead = num_workers > 0 and all(getattr(s, "mode", "") == "mmap" for s in dataset.stores)  # fmt: skip
         if tier in ("gpu", "pinned"):
-            self.preloaded = Preloaded(
-                dataset, device if tier == "gpu" else torch.device("cpu"), pin=self.pin
-            )
+            self.preloaded = Preloaded(dataset, device if tier == "gpu" else torch.device("cpu"), pin=self.pin)  # fmt: skip
+        elif num_workers == 0:
+            self.dataloader = DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate)
         else:
-            extra = {}
-            if num_workers > 0:
-                extra = {"multiprocessing_context": "spawn", "persistent_workers": True, "prefetch_factor": max(2, prefetch)}  # fmt: skip
-            self.dataloader = DataLoader(dataset, batch_sampler=sampler, collate_fn=Collate(len(dataset.stores)),
-                                         num_workers=num_workers, pin_memory=self.pin, **extra)  # fmt: skip
+            extra = {"multiprocessing_context": "spawn", "persistent_workers": True, "prefetch_factor": max(2, prefetch)}  # fmt: skip
+            collate = Touch() if self.readahead else Collate(len(dataset.stores))
+            self.dataloader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                                         pin_memory=self.pin and not self.readahead, **extra)  # fmt: skip
         log.info("loader: tier=%s (%s); %d utterances, %d stores, %d batches", tier, reason, len(dataset), len(dataset.stores), len(sampler))  # fmt: skip
 
     def __len__(self) -> int:
@@ -438,15 +454,20 @@ class FeatureLoader:
         return f"loader tier {self.tier} ({self.tier_reason})"
 
     def __iter__(self) -> Iterator[dict]:
-        if self.dataloader is not None:
-            raw = ((r["index"], r["btld"], r["lengths"]) for r in self.dataloader)
-        else:
-            assert self.preloaded is not None
+        if self.preloaded is not None:
             raw = ((index, *self.preloaded.batch(index)) for index in self.sampler)
-        if self.prefetch > 0 and not (self.tier == "gpu" or self.num_workers > 0):
+        elif self.readahead:
+            raw = (self._read(index) for index in self.dataloader)
+        else:
+            raw = ((r["index"], r["btld"], r["lengths"]) for r in self.dataloader)
+        if self.prefetch > 0 and self.tier != "gpu" and (self.num_workers == 0 or self.readahead):
             raw = _prefetch(raw, self.prefetch)  # host copies overlap the training step
         for index, btld, lengths in raw:
             yield self._finish(index, btld, lengths)
+
+    def _read(self, index: list[int]) -> tuple[list[int], list[torch.Tensor], list[torch.Tensor]]:
+        r = self.collate([self.dataset[i] for i in index])
+        return r["index"], r["btld"], r["lengths"]
 
     def _finish(
         self, index: list[int], btld: list[torch.Tensor], lengths: list[torch.Tensor]

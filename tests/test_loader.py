@@ -203,9 +203,17 @@ def test_real_stores_memory_mapped_with_a_spawned_worker(tmp_path):
     inline = make_loader(ds, 6, shuffle=True, seed=2, device="cpu")
     spawned = make_loader(ds, 6, shuffle=True, seed=2, device="cpu", num_workers=1)
     assert spawned.dataloader.multiprocessing_context.get_start_method() == "spawn"
+    assert spawned.readahead  # workers page the stores in; the main process copies
     check_batches(spawned, [a, b], utts)
     check_batches(inline, [a, b], utts)
     with pytest.raises(
         MissingUtterancesError, match=str(tmp_path / "b.zarr") + " lacks 1 of the 31"
     ):
         FeatureDataset(stores, utts + [utt("nope", 1.0)])
+
+
+def test_workers_pass_batches_through_shared_memory_for_other_stores():
+    a, b, utts = two_stores(n=12)
+    loader = make_loader(FeatureDataset([a, b], utts), 5, shuffle=True, device="cpu", num_workers=1)
+    assert not loader.readahead  # not memory-mapped: workers read and send the bytes
+    check_batches(loader, [a, b], utts)
