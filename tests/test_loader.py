@@ -163,7 +163,7 @@ def test_loader_feeds_every_interface():
 
 
 def test_prefetch_thread_passes_errors_and_stops_early():
-    from pipeline.loader import _prefetch
+    from pipeline.tiers import prefetch
 
     def boom():
         yield 1
@@ -171,10 +171,10 @@ def test_prefetch_thread_passes_errors_and_stops_early():
 
     got = []
     with pytest.raises(RuntimeError, match="store went away"):
-        for x in _prefetch(boom(), 2):
+        for x in prefetch(boom(), 2):
             got.append(x)
     assert got == [1]
-    it = _prefetch(iter(range(1000)), 2)
+    it = prefetch(iter(range(1000)), 2)
     assert next(it) == 0
     it.close()  # the consumer stops early: the thread ends instead of blocking
 
