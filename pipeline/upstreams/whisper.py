@@ -87,7 +87,9 @@ class WhisperUpstream:
         if mode not in MODES:
             raise ValueError(f"whisper_mode {mode!r}: choose one of {MODES}")
         self.spec, self.mode, self.device, self.dtype = spec, mode, torch.device(device), dtype
-        self.model = model.to(self.device, dtype).eval().requires_grad_(False)  # full model
+        # weights stay float32: whisper's Linear/Conv1d cast them to the input's dtype and its
+        # LayerNorm runs in float32, so a float16 mel gives float16 states (as whisper does)
+        self.model = model.to(self.device).eval().requires_grad_(False)  # the full model
         self.n_mels = model.dims.n_mels
         self.pad_sensitive = mode == "trim"
         self._hash: str | None = None
@@ -139,7 +141,7 @@ def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 
