@@ -27,8 +27,10 @@ import torch
 from pipeline.audio import AudioError, load_audio
 from pipeline.data.manifest import Utterance, read_manifests
 from pipeline.store import (
+    CHUNK_BYTES,
     StoreWriter,
     check_fingerprint,
+    chunk_frames_for,
     make_fingerprint,
     manifest_hash,
     part_name,
@@ -252,7 +254,12 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     bs = cfg.batch_seconds or (400.0 if device.startswith("cuda") else 40.0)
     mine = plan_batches(utts, up, cfg.whisper_mode, bs, cfg.max_batch)[i::n]
     res = ExtractResult(store=str(cfg.out), shard=(i, n))
-    writer = StoreWriter(cfg.out, fp, shard=(i, n), compressor=cfg.compress)
+    # ~8 MiB chunks; smaller for small stores, whose zero-padded last chunk would dominate
+    L, D = up.spec.num_layers, up.spec.dim
+    est = sum(up.num_frames(round(u.duration * up.spec.sample_rate)) for b in mine for u in b)
+    target = min(CHUNK_BYTES, max(1 << 20, est * L * D * 2 // 16))
+    writer = StoreWriter(cfg.out, fp, shard=(i, n), compressor=cfg.compress,
+                         chunk_frames=chunk_frames_for(L * D * 2, target))  # fmt: skip
     try:
         done = writer.done_ids
         todo = [b for b in mine if any(u.id not in done for u in b)]  # whole batches: same numbers

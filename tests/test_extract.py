@@ -64,10 +64,10 @@ def make_data(root: Path, n: int = 14, bad: bool = False) -> Path:
         t = np.arange(samples) / SR
         wav = 0.3 * np.sin(2 * np.pi * (100 + 20 * i) * t) + 0.01 * rng.standard_normal(samples)
         p = write_wav(root / f"u{i:02d}.wav", wav.astype(np.float32))
-        utts.append(Utterance(f"u{i:02d}", str(p), samples / SR, SR, "train"))
+        utts.append(Utterance(f"u{i:02d}", str(p.resolve()), samples / SR, SR, "train"))
     if bad:
         (root / "bad.wav").write_bytes(b"this is not audio")
-        utts.append(Utterance("bad", str(root / "bad.wav"), 0.5, SR, "train"))
+        utts.append(Utterance("bad", str((root / "bad.wav").resolve()), 0.5, SR, "train"))
     write_manifest(root / "train.jsonl", utts)
     return root
 
