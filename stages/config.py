@@ -43,6 +43,7 @@ class TrainSettings:
     seed: int = 0  # torch, numpy, random and the loader's shuffle
     num_workers: int = 0  # loader worker processes (spawned); 0 reads in the main process
     device: str = "auto"  # auto = cuda if available, else cpu
+    threads: int = 0  # torch intra-op CPU threads; 0 = torch's default (1 helps on a busy machine)
     tier: str = "auto"  # loader tier: auto | gpu | pinned | mmap (see pipeline.loader)
     features: str = "cache"  # cache: read stores | onthefly: run the upstream inside the step
     whisper_mode: str = "pad30"  # on the fly only: how Whisper upstreams see short input
@@ -65,7 +66,7 @@ class RunConfig:
 
 
 # Keys that may differ when a run resumes (they do not change what is computed).
-VOLATILE = ("out", "train.device", "train.num_workers", "train.tier")
+VOLATILE = ("out", "train.device", "train.num_workers", "train.tier", "train.threads")
 
 # Defaults per task for the built-in suite on CPU: small heads, a few hundred steps.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {

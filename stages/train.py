@@ -78,6 +78,16 @@ def _set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def prepare_run_dir(cfg: RunConfig, force: bool = False) -> bool:
     """Create RUN_DIR and write config.yaml. Returns True when last.pt should be resumed.
 
@@ -89,8 +99,12 @@ def prepare_run_dir(cfg: RunConfig, force: bool = False) -> bool:
         old = load_config(cfg_path)
         if identity(old) != identity(cfg):
             if not force:
-                a, b = identity(old), identity(cfg)
-                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                a, b = _flat(identity(old)), _flat(identity(cfg))
+                diff = [
+                    f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+                    for k in sorted(set(a) | set(b))
+                    if a.get(k) != b.get(k)
+                ]
                 raise RunDirError(
                     f"{run_dir} holds a run with a different config (differs in {diff}); "
                     "use another --out, or --force to discard it"
@@ -361,6 +375,8 @@ def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path
     if not cfg.out:
         raise RunDirError("no run directory: give --out RUN_DIR")
     resume = prepare_run_dir(cfg, force)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
     reseed(cfg.train.seed, "init")  # the interface's and head's initial weights
     setup = build_setup(cfg)
     run_dir = Path(cfg.out)
