@@ -1,0 +1,210 @@
+"""Reading feature stores: `open_store(path)[id] -> (T, L, D)` float16, zero-copy when local.
+
+For a local uncompressed store the chunk files of each part (raw C-order bytes) are mapped side
+by side into one contiguous range of virtual memory, so every utterance is a numpy view, even
+one that spans chunks; compressed or remote stores are read through zarr. Format: cache/README.md.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from pipeline.store import (
+    FORMAT,
+    FORMAT_VERSION,
+    StoreError,
+    _is_local,
+    _local,
+    part_name,
+    store_exists,
+)
+
+_PAGE = mmap.ALLOCATIONGRANULARITY
+_MAP_FIXED = 0x10  # same value on Linux and macOS
+
+
+def _libc():
+    if sys.platform not in ("linux", "darwin"):
+        return None
+    lib = ctypes.CDLL(None, use_errno=True)
+    lib.mmap.restype = ctypes.c_void_p
+    lib.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64]  # fmt: skip
+    lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return lib
+
+
+_LIBC = _libc()
+
+
+def _stitch(files: list[Path], chunk_bytes: int) -> np.ndarray:
+    """Map equally sized chunk files side by side into one contiguous read-only-by-default region.
+
+    Returns a uint8 array of len(files) * chunk_bytes bytes that owns the mapping (unmapped when
+    the last view of it is garbage-collected). Pages are copy-on-write: writing to a view never
+    reaches the files. A missing file reads as zeros.
+    """
+    lib, total = _LIBC, len(files) * chunk_bytes
+    prot = mmap.PROT_READ | mmap.PROT_WRITE
+    base = lib.mmap(None, total, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    if base in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap reserve failed")
+    try:
+        for k, f in enumerate(files):
+            addr = base + k * chunk_bytes
+            if f.is_file():
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    got = lib.mmap(addr, chunk_bytes, prot, mmap.MAP_PRIVATE | _MAP_FIXED, fd, 0)
+                finally:
+                    os.close(fd)
+            else:
+                got = lib.mmap(addr, chunk_bytes, prot, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED, -1, 0)  # fmt: skip
+            if got != addr:
+                raise OSError(ctypes.get_errno(), f"mmap of {f} failed")
+    except BaseException:
+        lib.munmap(base, total)
+        raise
+
+    class _Mapped(ctypes.c_char * total):
+        def __del__(self) -> None:
+            lib.munmap(base, total)
+
+    owner = _Mapped.from_address(base)
+    arr = np.frombuffer(owner, dtype=np.uint8)
+    arr.flags.writeable = False
+    return arr
+
+
+class _Part:
+    """One part's committed index and a way to read its frames."""
+
+    def __init__(self, root_path: str, group, mode: str) -> None:
+        com = group.attrs.get("committed", {"utterances": 0, "frames": 0})
+        k, self.F = int(com["utterances"]), int(com["frames"])
+        self.name, self.attrs = group.basename, dict(group.attrs)
+        self.index_len = int(group["ids"].shape[0])  # == k once the part is complete
+        self.ids = [str(x) for x in group["ids"][:k]] if k else []
+        self.offsets = np.asarray(group["offsets"][:k], dtype=np.int64) if k else np.zeros(0, np.int64)  # fmt: skip
+        self.lengths = np.asarray(group["lengths"][:k], dtype=np.int64) if k else np.zeros(0, np.int64)  # fmt: skip
+        self.zarr = group["frames"]
+        self.C, self.L, self.D = int(self.zarr.chunks[0]), int(self.zarr.shape[1]), int(self.zarr.shape[2])  # fmt: skip
+        self.nchunks = -(-self.F // self.C)
+        self.dir = _local(root_path) / group.path / "frames" if _is_local(root_path) else None
+        self.flat: np.ndarray | None = None  # (F_mapped, L, D) view when memory-mapped
+        self.mode = "zarr"
+        codecs = [c.to_dict()["name"] for c in self.zarr.metadata.codecs]
+        chunk_bytes = self.C * self.L * self.D * 2
+        nchunks = self.nchunks
+        if (mode in ("auto", "mmap") and _is_local(root_path) and codecs == ["bytes"]
+                and self.zarr.dtype == np.float16 and _LIBC is not None
+                and chunk_bytes % _PAGE == 0 and 0 < nchunks < 30000):  # fmt: skip
+            files = [self.chunk_file(c) for c in range(nchunks)]
+            if all(not f.exists() or f.stat().st_size == chunk_bytes for f in files):
+                raw = _stitch(files, chunk_bytes)
+                self.flat = raw.view(np.float16).reshape(nchunks * self.C, self.L, self.D)
+                self.mode = "mmap"
+        if mode == "mmap" and self.mode != "mmap" and self.F:
+            raise StoreError(f"{root_path}/{self.name}: cannot be memory-mapped (remote, compressed, or chunks not a multiple of the page size)")  # fmt: skip
+
+    def chunk_file(self, c: int) -> Path:
+        """Local file of frame chunk c."""
+        return self.dir / self.zarr.metadata.encode_chunk_key((c, 0, 0))
+
+    def read(self, offset: int, length: int) -> np.ndarray:
+        if self.flat is not None:
+            return self.flat[offset : offset + length]
+        return self.zarr[offset : offset + length]
+
+
+class StoreReader:
+    """Read-only access to a finished or partly written store, by utterance id.
+
+    `reader[id] -> np.ndarray (T, L, D)` float16: a zero-copy view for local uncompressed stores
+    (mode "mmap"), else read through zarr. Only committed utterances are visible.
+    """
+
+    def __init__(self, path: str | Path, mode: str = "auto") -> None:
+        self.path, self._mode = str(path), mode
+        if not store_exists(path):
+            raise StoreError(f"no feature store at {path}; create it with `pipeline extract`")
+        root = zarr.open_group(self.path, mode="r")
+        attrs = dict(root.attrs)
+        if attrs.get("format") != FORMAT:
+            raise StoreError(f"{path} is not a feature store (attribute format != {FORMAT!r})")
+        if int(attrs.get("format_version", 0)) > FORMAT_VERSION:
+            raise StoreError(f"{path} has format version {attrs['format_version']}; upgrade the pipeline")  # fmt: skip
+        self.attrs = attrs
+        self.fingerprint: dict = dict(attrs["fingerprint"])
+        self.num_layers = int(self.fingerprint["num_layers"])
+        self.dim = int(self.fingerprint["dim"])
+        self.frame_rate = float(self.fingerprint["frame_rate"])
+        self.num_parts = int(attrs["num_parts"])
+        names = [part_name(i, self.num_parts) for i in range(self.num_parts)]
+        self.parts = [_Part(self.path, root[n], mode) for n in names if n in root]
+        self.missing_parts = [n for n in names if n not in root]
+        self._index: dict[str, tuple[int, int, int]] = {}
+        for p_i, p in enumerate(self.parts):
+            for uid, o, n in zip(p.ids, p.offsets.tolist(), p.lengths.tolist(), strict=True):
+                if uid in self._index:
+                    raise StoreError(f"{path}: utterance {uid} appears in two parts; rebuild with --force")  # fmt: skip
+                self._index[uid] = (p_i, o, n)
+        self.ids: list[str] = list(self._index)
+        self.failed: list[dict] = [f for p in self.parts for f in p.attrs.get("failed", [])]
+
+    @property
+    def complete(self) -> bool:
+        """Every part written to the end."""
+        return not self.missing_parts and all(p.attrs.get("complete") for p in self.parts)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(p.F for p in self.parts)
+
+    def length(self, uid: str) -> int:
+        """Frames of utterance `uid`."""
+        return self._loc(uid)[2]
+
+    def _loc(self, uid: str) -> tuple[int, int, int]:
+        try:
+            return self._index[uid]
+        except KeyError:
+            raise KeyError(f"utterance {uid!r} is not in store {self.path}; re-run `pipeline extract` on a manifest that contains it") from None  # fmt: skip
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, uid: str) -> np.ndarray:
+        """(T, L, D) float16 hidden states of utterance `uid` (frames-major)."""
+        p, o, n = self._loc(uid)
+        return self.parts[p].read(o, n)
+
+    def get_many(self, uids: Iterable[str]) -> list[np.ndarray]:
+        """[(T_i, L, D)] for each id, in order."""
+        return [self[u] for u in uids]
+
+    @property
+    def mode(self) -> str:
+        """'mmap' when every non-empty part is memory-mapped, else 'zarr'."""
+        return "mmap" if all(p.mode == "mmap" for p in self.parts if p.F) else "zarr"
+
+    def __getstate__(self) -> dict:  # reopen in worker processes instead of pickling mappings
+        return {"path": self.path, "mode": self._mode}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["mode"])
+
+
+def open_store(path: str | Path, mode: str = "auto") -> StoreReader:
+    """Open a store for reading. mode: "auto" (mmap where possible), "mmap" (required), "zarr"."""
+    return StoreReader(path, mode)
