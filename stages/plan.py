@@ -296,10 +296,15 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+GENERATED = ("synth", "imports", "stores", "runs")  # the keys `write` appends below MARKER
+
+
 def load_config(path: str | Path) -> dict:
-    """Read a config; the generated part below MARKER (if any) is dropped; `base: FILE` is merged under."""
+    """Read a config; the generated part (below MARKER, or its keys) is dropped; `base: FILE` is merged under."""
     path = Path(path)
     cfg = yaml.safe_load(path.read_text(encoding="utf-8").split(MARKER)[0]) or {}
+    for k in GENERATED:
+        cfg.pop(k, None)
     if "base" in cfg:
         base = path.parent / cfg.pop("base")
         if not base.is_file():
@@ -314,12 +319,9 @@ def render(config_path: str | Path) -> str:
     path = Path(config_path)
     head = path.read_text(encoding="utf-8").split(MARKER)[0].rstrip() + "\n\n"
     cfg = load_config(path)
-    if "base" in (yaml.safe_load(head) or {}):
-        head = (
-            f"# {path} merged over its base config by stages/plan.py\n"
-            + yaml.safe_dump(cfg, sort_keys=False)
-            + "\n"
-        )
+    raw = yaml.safe_load(head) or {}
+    if "base" in raw or any(k in raw for k in GENERATED):  # merged, or MARKER lost: plain YAML
+        head = f"# {path} as read by stages/plan.py\n" + yaml.safe_dump(cfg, sort_keys=False) + "\n"
     gen = make_plan(cfg).generated()
     return (
         head

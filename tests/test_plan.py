@@ -1,0 +1,161 @@
+"""Plan expansion: params.yaml (8 rows × 4 tasks = 32 runs), the paper config, the stage commands."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.config import resolve_config
+from stages.dvc_stage import extract_argv, train_argv
+from stages.plan import MARKER, PlanError, check, load_config, make_plan, render
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_params_yaml_is_the_default_config_plus_its_plan():
+    assert (ROOT / "params.yaml").read_text() == render(ROOT / "configs" / "default.yaml")
+    check(ROOT / "params.yaml")
+
+
+def test_default_plan_counts():
+    plan = make_plan(load_config(ROOT / "params.yaml"))
+    assert len(plan.rows) == 8 and len(plan.runs) == 32 and len(plan.stores) == 8
+    assert plan.columns == ["asr_en", "ml_asr", "sv", "er"]
+    assert [(r.section, len(r.members), r.interface) for r in plan.rows] == [
+        ("Single model", 1, "ws"), ("Single model", 1, "hconv"),
+        ("Single model", 1, "ws"), ("Single model", 1, "hconv"),
+        ("2-model fusion", 2, "ws"), ("2-model fusion", 2, "gumd"),
+        ("2-model fusion", 2, "hconv"), ("2-model fusion", 2, "chconv"),
+    ]  # fmt: skip
+    run = plan.runs["whisper_tiny_en+whisper_base-gumd-ml_asr"]
+    assert run.data == "data/demo/ml_asr" and run.cache == "cache/demo/ml_asr"
+    assert run.settings == {"mode": "multi"}
+    assert run.stamps == [
+        "cache/demo/ml_asr/whisper_tiny_en.stamp.json",
+        "cache/demo/ml_asr/whisper_base.stamp.json",
+        "cache/demo/ml_asr/whisper_tiny_en.stamp.json",  # padded to dvc.yaml's 3 slots
+    ]
+    assert plan.synth == {"demo": {"out": "data/demo"}} and plan.imports == {}
+
+
+def test_train_commands_resolve_with_the_trainer_config():
+    """Every run's `--set` keys are ones stages.config accepts (no typo can reach a DVC stage)."""
+    cfg = load_config(ROOT / "params.yaml")
+    cfg["interfaces"]["hconv"] = {"dim": 256}
+    for run in make_plan(cfg).runs.values():
+        argv = train_argv(cfg, run)
+        sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+        rc = resolve_config(
+            interface=run.interface, models=",".join(run.models), task=run.task, data=run.data,
+            cache=run.cache, out="runs/x", sets=sets,
+        )  # fmt: skip
+        assert rc.models == run.models and rc.task_args.get("mode") == run.settings.get("mode")
+        if run.interface == "gumd":
+            assert rc.interface_args == {"linear_steps": 50, "exp_steps": 200}
+        if run.interface == "hconv":
+            assert rc.interface_args == {"dim": 256}
+
+
+def test_extract_command():
+    cfg = load_config(ROOT / "params.yaml")
+    store = make_plan(cfg).stores["sv-whisper_base"]
+    assert shlex.join(extract_argv(cfg, store)) == (
+        "extract --model whisper_base --data data/demo/sv --out cache/demo/sv/whisper_base.zarr "
+        "--device auto --whisper-mode trim --force"
+    )
+
+
+def test_paper_plan():
+    cfg = load_config(ROOT / "configs" / "paper.yaml")
+    plan = make_plan(cfg)
+    t1 = [r for r in plan.rows if r.table == "I"]
+    t2 = [r for r in plan.rows if r.table == "II"]
+    assert len(t1) == 4 * 2 + 4 * 4 + 2 * 3 and len(t2) == 2 * 2 + 1 * 2
+    # columns: LS 1 run, Mono 13 (one per mono-1h config), Multi 1, SV 1, ER 5 folds
+    assert len(t1[0].cells["mono"]) == 13 and len(t1[0].cells["er"]) == 5
+    assert all("multi" not in r.cells for r in t2)
+    assert len(plan.runs) == len(t1) * (1 + 13 + 1 + 1 + 5) + len(t2) * (1 + 13 + 1 + 5)
+    # English-only Whisper and Data2Vec as the best SSL on LibriSpeech, multilingual elsewhere
+    whspr = next(r for r in t1 if r.members == ["whspr", "best_ssl"] and r.interface == "chconv")
+    assert whspr.cells["asr_en"] == ["whisper_small_en+data2vec_base-chconv-asr_en"]
+    assert whspr.cells["sv"] == ["whisper_small+wavlm_base_plus-chconv-sv"]
+    large = next(r for r in t2 if len(r.members) == 2 and r.interface == "hconv")
+    assert large.cells["asr_en"] == ["whisper_medium_en+data2vec_large-hconv-asr_en"]
+    # ER folds: 5 data dirs, one shared store; mono: one data dir and store per config
+    fold3 = plan.runs["wavlm_base_plus-hconv-er-fold3"]
+    assert fold3.data == "data/paper/iemocap/fold3" and fold3.cache == "cache/paper/iemocap/fold1"
+    assert fold3.settings == {"fold": 3}
+    fra2 = plan.runs["wavlm_base_plus-ws-mono-fra2"]
+    assert fra2.data == "data/paper/mlsuperb/mono/fra2"
+    assert fra2.settings == {"mode": "mono", "config": "fra2", "language": "fra"}
+    assert {s.dataset for s in plan.stores.values() if s.dataset.startswith("iemocap")} == {
+        "iemocap/fold1"
+    }
+    assert plan.synth == {} and set(plan.imports) == {
+        "librispeech",
+        "mlsuperb",
+        "voxceleb1",
+        "iemocap",
+    }
+    # SUPERB / ML-SUPERB recipes reach the trainer
+    argv = train_argv(cfg, plan.runs["hubert_base-ws-asr_en"])
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    rc = resolve_config(interface="ws", models="hubert_base", task="asr_en", out="r", sets=sets)
+    assert (rc.train.steps, rc.train.batch_size, rc.train.lr, rc.train.eval_every) == (
+        200000,
+        32,
+        1e-4,
+        2000,
+    )
+    argv = train_argv(cfg, plan.runs["hubert_base-ws-er-fold1"])
+    rc = resolve_config(interface="ws", models="hubert_base", task="er", out="r",
+                        sets=[argv[i + 1] for i, a in enumerate(argv) if a == "--set"])  # fmt: skip
+    assert (rc.train.steps, rc.train.batch_size, rc.train.accum, rc.train.lr) == (30000, 4, 8, 1e-4)
+    up = extract_argv(cfg, plan.stores["librispeech-whisper_small_en"])
+    assert up[up.index("--whisper-mode") + 1] == "pad30"
+
+
+def test_tiny_config_merges_over_default(tmp_path):
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    assert cfg["data"]["suite"] == "tiny" and cfg["data"]["synth"] == "tiny"
+    assert cfg["interfaces"]["gumd"] == {"linear_steps": 50, "exp_steps": 200}  # from the base
+    out = tmp_path / "params.yaml"
+    out.write_text(render(ROOT / "configs" / "tiny.yaml"))
+    check(out)
+    assert make_plan(load_config(out)).runs["whisper_base-ws-sv"].data == "data/tiny/sv"
+
+
+def test_stale_params_are_refused(tmp_path):
+    p = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text()
+    p.write_text(text.replace("interfaces: [ws, gumd, hconv, chconv]", "interfaces: [ws, hconv]"))
+    with pytest.raises(PlanError, match="no longer match"):
+        check(p)
+    p.write_text(render(p))  # `python -m stages.plan write params.yaml` fixes it
+    check(p)
+    assert len(make_plan(load_config(p)).runs) == 24
+    assert p.read_text().count(MARKER) == 1
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda c: c["table"][0]["sets"].append(["wavlm_base_plus"]), "not under `upstreams:`"),
+        (lambda c: c["table"][1]["interfaces"].append("attn"), "unknown interface"),
+        (lambda c: c["tasks"].update(x={"task": "kws"}), "unknown task"),
+        (
+            lambda c: c["table"][1]["sets"].append(["whisper_base", "whisper_base"]),
+            "an upstream twice",
+        ),
+        (lambda c: c["data"].update(synth=None), "data: set"),
+        (lambda c: c["tasks"]["er"].update(data="er/fold{fold}"), "expand"),
+    ],
+)
+def test_config_errors_name_the_key(edit, match):
+    cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    edit(cfg)
+    with pytest.raises(PlanError, match=match):
+        make_plan(cfg)
