@@ -202,6 +202,13 @@ class _AsyncWriter:
             raise self.error
         self.q.put(item)
 
+    def abort(self) -> None:
+        """Stop without writing what is still queued (the last commit stays the resume point)."""
+        self.error = self.error or RuntimeError("aborted")
+        if self.thread.is_alive():
+            self.q.put(None)
+            self.thread.join(timeout=120)
+
     def finish(self) -> None:
         self.q.put(None)
         self.thread.join()
@@ -258,6 +265,7 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     L, D = up.spec.num_layers, up.spec.dim
     est = sum(up.num_frames(round(u.duration * up.spec.sample_rate)) for b in mine for u in b)
     target = min(CHUNK_BYTES, max(1 << 20, est * L * D * 2 // 16))
+    aw = None
     writer = StoreWriter(cfg.out, fp, shard=(i, n), compressor=cfg.compress,
                          chunk_frames=chunk_frames_for(L * D * 2, target))  # fmt: skip
     try:
@@ -287,6 +295,8 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
         aw.finish()
         writer.close()
     except BaseException:
+        if aw is not None:
+            aw.abort()
         writer._release()  # keep what was committed; the same command resumes from there
         raise
     res.audio_seconds = seconds

@@ -240,3 +240,28 @@ def test_cache_verify_and_info(tmp_path):
     (out / part_name(0, 1) / "zarr.json").write_text(json.dumps(meta))
     res = runner.invoke(app, ["cache", "verify", str(out)])
     assert res.exit_code == 1 and "not complete" in res.output and "chunk file" in res.output
+
+
+@pytest.mark.slow
+def test_cli_whisper_tiny_en_on_the_tiny_suite(tiny_suite, tmp_path):
+    """The acceptance check on 6 utterances of the built-in er set, through `pipeline extract`."""
+    import zarr
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.data.manifest import read_manifests
+
+    utts = read_manifests(tiny_suite / "er")[:6]
+    data = write_manifest(tmp_path / "m" / "test.jsonl", utts).parent
+    out = tmp_path / "S.zarr"
+    args = ["extract", "--model", "whisper_tiny_en", "--data", str(data), "--out", str(out), "--device", "cpu", "--no-progress"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    g = zarr.open_group(str(out), mode="r")
+    fp = g.attrs["fingerprint"]
+    assert (fp["num_layers"], fp["dim"], fp["whisper_mode"]) == (5, 384, "pad30")
+    part = g[part_name(0, 1)]
+    assert sorted(part["ids"][:]) == sorted(u.id for u in utts)
+    assert part["frames"].shape == (int(part["lengths"][:].sum()), 5, 384)
+    res = CliRunner().invoke(app, [*args, "--whisper-mode", "trim"])
+    assert res.exit_code == 1 and "whisper_mode" in res.output and "--force" in res.output
