@@ -11,12 +11,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from stages.evaluate import evaluate
 from stages.feed import StoreMissingError
-from tests.train_fixtures import install_fake_loader, make_er_suite
-
-
-@pytest.fixture(autouse=True)
-def _loader(monkeypatch):
-    install_fake_loader(monkeypatch)
+from tests.train_fixtures import make_er_suite
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +19,12 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ev")
     data, cache = make_er_suite(root / "one")
     run = root / "run"
-    mp = pytest.MonkeyPatch()
-    install_fake_loader(mp)
-    try:
-        result = CliRunner().invoke(
-            app,
-            ["train", "--interface", "hconv", "--models", "up_a,up_b", "--task", "er"]
-            + ["--data", str(data), "--cache", str(cache), "--out", str(run), "--device", "cpu"]
-            + ["--set", "train.steps=16", "--set", "train.eval_every=8", "--set", "lr=0.01"],
-        )
-    finally:
-        mp.undo()
+    result = CliRunner().invoke(
+        app,
+        ["train", "--interface", "hconv", "--models", "up_a,up_b", "--task", "er"]
+        + ["--data", str(data), "--cache", str(cache), "--out", str(run), "--device", "cpu"]
+        + ["--set", "train.steps=16", "--set", "train.eval_every=8", "--set", "lr=0.01"],
+    )
     assert result.exit_code == 0, result.output
     return root, run
 

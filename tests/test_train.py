@@ -10,17 +10,12 @@ import torch
 import stages.train as train_mod
 from stages.config import ConfigError, RunConfig, TrainSettings, load_config, resolve_config
 from stages.train import RunDirError, train
-from tests.train_fixtures import install_fake_loader, make_er_suite
+from tests.train_fixtures import make_er_suite
 
 
 @pytest.fixture(scope="module")
 def er_suite(tmp_path_factory):
     return make_er_suite(tmp_path_factory.mktemp("er"))
-
-
-@pytest.fixture(autouse=True)
-def _loader(monkeypatch):
-    install_fake_loader(monkeypatch)
 
 
 def _cfg(er_suite, out, interface="ws", **train_kw):
@@ -135,3 +130,37 @@ def test_config_overrides_resolve(tmp_path):
         resolve_config(models="a", sets=["train.nope=1"])
     with pytest.raises(ConfigError, match="not a valid int"):
         resolve_config(models="a", sets=["steps=many"])
+
+
+def test_onthefly_mode_runs_the_upstream_inside_the_step(tmp_path, monkeypatch):
+    import numpy as np
+
+    import pipeline.upstreams.registry as registry
+    from pipeline.audio import write_wav
+    from pipeline.data.manifest import Utterance, write_manifest
+    from pipeline.upstreams.hf import tiny_random_hf
+
+    rng = np.random.default_rng(0)
+    for split, n in {"train": 8, "dev": 4, "test": 4}.items():
+        utts = []
+        for i in range(n):
+            wav = write_wav(tmp_path / "wav" / f"{split}{i}.wav", 0.1 * rng.standard_normal(8000 + 800 * i).astype(np.float32))  # fmt: skip
+            utts.append(Utterance(f"{split}{i}", str(wav), 0.5 + 0.05 * i, 16000, split, emotion=["neu", "sad"][i % 2]))  # fmt: skip
+        write_manifest(tmp_path / "data" / f"{split}.jsonl", utts)
+    calls = []
+
+    def fake_load(name, device="cpu", whisper_mode="pad30", **kw):
+        calls.append(name)
+        return tiny_random_hf("wavlm", device=device)
+
+    monkeypatch.setattr(registry, "load_upstream", fake_load)
+    cfg = resolve_config(
+        interface="ws", models="tiny_wavlm", task="er", data=tmp_path / "data", cache=tmp_path / "no-cache",
+        out=tmp_path / "run", sets=["steps=4", "eval_every=2", "batch_size=4", "features=onthefly"],
+    )  # fmt: skip
+    run = train(cfg, progress=False)
+    assert calls == ["tiny_wavlm"]  # no store was opened: the cache dir does not even exist
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [m["split"] for m in metrics] == ["dev", "test"] and all(
+        0 <= m["value"] <= 1 for m in metrics
+    )
