@@ -169,7 +169,7 @@ def main() -> None:
             ratio, c, f = bench_task(task, extra, args, root, up)
             ok = "meets" if ratio >= goal else "below"
             print(
-                f"{label:4s} epoch: cache {c:7.2f} s, on the fly {f:7.2f} s -> ratio {ratio:6.1f} (goal >= {goal:g}: {ok})"
+                f"{label:4s} epoch: cache {c:7.2f} s, on the fly {f:7.2f} s -> ratio {ratio:6.2f} (goal >= {goal:g}: {ok})"
             )
 
 
