@@ -30,7 +30,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from stages.config import RunConfig, identity, load_config, save_config, to_dict
+from stages.config import RunConfig, from_dict, identity, load_config, save_config, to_dict
 from stages.feed import Setup, build_setup, iter_batches
 
 console = Console(stderr=True)
@@ -200,7 +200,7 @@ class Trainer:
         ck = torch.load(
             self.ckpt_dir / "last.pt", map_location=self.setup.device, weights_only=False
         )
-        if identity(load_config_dict(ck["config"])) != identity(self.cfg):
+        if identity(from_dict(ck["config"], "checkpoint config")) != identity(self.cfg):
             raise RunDirError(
                 f"{self.ckpt_dir / 'last.pt'} was written by another config; use --force"
             )
@@ -353,12 +353,6 @@ class Trainer:
             json.dumps(summary, indent=2, default=_json_default)
         )
         return records
-
-
-def load_config_dict(d: dict) -> RunConfig:
-    from stages.config import from_dict
-
-    return from_dict(d, "checkpoint config")
 
 
 def _truncate_log(path: Path, step: int) -> None:
