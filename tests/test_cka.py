@@ -14,6 +14,8 @@ from pipeline.analysis.similarity import (
     write_similarity,
 )
 
+D_POS = 6  # width of the positional-signal stores
+
 
 class FakeStore:
     """The StoreReader API over a dict of (T, L, D) arrays."""
@@ -155,3 +157,23 @@ def test_write_similarity_outputs(tmp_path):
     assert on_disk["summary"]["a|b"]["a_to_b"] == pytest.approx(1.0, abs=1e-4)
     npz = np.load(tmp_path / "similarity.npz")
     assert npz["a__b"].shape == (4, 4)
+
+
+def test_remove_position_drops_a_shared_positional_signal():
+    """Two unrelated models that both add the same function of the frame index (Whisper's
+    sinusoidal positional embedding) look alike frame by frame until it is removed."""
+    rng = np.random.default_rng(6)
+    pos = rng.standard_normal((80, D_POS)) * 3.0  # one vector per frame index
+    a, b = {}, {}
+    for i in range(40):
+        T = int(rng.integers(40, 80))
+        a[f"u{i}"] = (pos[:T, None] + rng.standard_normal((T, 2, D_POS))).astype(np.float32)
+        b[f"u{i}"] = (
+            pos[:T, None] @ np.eye(D_POS)[::-1] + rng.standard_normal((T, 2, D_POS))
+        ).astype(np.float32)
+    sa, sb = FakeStore(a), FakeStore(b)
+    plain = layer_similarity([sa, sb], ["a", "b"], sorted(a))
+    centred = layer_similarity([sa, sb], ["a", "b"], sorted(a), remove_position=True)
+    assert plain.summary["a|b"]["mean"] > 0.7
+    assert centred.summary["a|b"]["mean"] < 0.2
+    assert centred.remove_position and not plain.remove_position

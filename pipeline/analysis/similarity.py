@@ -51,26 +51,27 @@ def align_utterance(arrays: Sequence[np.ndarray], rates: Sequence[float]) -> lis
 
 
 def aligned_chunks(
-    readers: Sequence, ids: Sequence[str], chunk_frames: int = 4096, max_frames: int | None = None
+    readers: Sequence,
+    ids: Sequence[str],
+    chunk_frames: int = 4096,
+    max_frames: int | None = None,
+    position_means: Sequence[torch.Tensor] | None = None,
 ) -> Iterator[list[torch.Tensor]]:
-    """Yield [(n, L_i, D_i)] chunks of aligned frames over `ids` (in order), at most `max_frames`."""
-    rates = [float(r.frame_rate) for r in readers]
+    """Yield [(n, L_i, D_i)] chunks of aligned frames over `ids` (in order), at most `max_frames`.
+
+    position_means: per model (T_max, L_i, D_i), subtracted from frame t of every utterance.
+    """
     buf: list[list[torch.Tensor]] = [[] for _ in readers]
-    have = total = 0
-    for uid in ids:
-        feats = align_utterance([r[uid] for r in readers], rates)
-        if max_frames is not None:
-            feats = [f[: max_frames - total] for f in feats]
-        n = feats[0].shape[0]
+    have = 0
+    for feats in _utterances(readers, ids, max_frames):
+        if position_means is not None:
+            feats = [f - pm[: f.shape[0]] for f, pm in zip(feats, position_means, strict=True)]
         for b, f in zip(buf, feats, strict=True):
             b.append(f)
-        have += n
-        total += n
+        have += feats[0].shape[0]
         if have >= chunk_frames:
             yield [torch.cat(b) for b in buf]
             buf, have = [[] for _ in readers], 0
-        if max_frames is not None and total >= max_frames:
-            break
     if have:
         yield [torch.cat(b) for b in buf]
 
@@ -86,6 +87,48 @@ class SimilarityResult:
     utterances: int
     passes: int
     summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    remove_position: bool = False  # per-frame-index means were subtracted first
+
+
+def position_means(
+    readers: Sequence, ids: Sequence[str], max_frames: int | None = None
+) -> list[torch.Tensor]:
+    """Per model, the mean aligned feature at each frame index t over the utterances that reach
+    t: [(T_max, L_i, D_i)]. Subtracting it removes what depends on position alone (e.g. the
+    sinusoidal positional embedding every Whisper encoder adds, which makes any two Whisper
+    models, random ones included, look alike frame by frame)."""
+    sums: list[torch.Tensor | None] = [None] * len(readers)
+    count = torch.zeros(0, dtype=torch.float64)
+    for feats in _utterances(readers, ids, max_frames):
+        T = feats[0].shape[0]
+        if T > len(count):
+            count = torch.cat([count, torch.zeros(T - len(count), dtype=torch.float64)])
+        count[:T] += 1
+        for i, f in enumerate(feats):
+            s = sums[i]
+            if s is None or s.shape[0] < T:
+                grown = torch.zeros((T, *f.shape[1:]), dtype=torch.float64)
+                if s is not None:
+                    grown[: s.shape[0]] = s
+                sums[i] = s = grown
+            s[:T] += f
+    return [(s / count[: s.shape[0], None, None]).float() for s in sums if s is not None]
+
+
+def _utterances(
+    readers: Sequence, ids: Sequence[str], max_frames: int | None
+) -> Iterator[list[torch.Tensor]]:
+    """Aligned [(T, L_i, D_i)] per utterance, stopping after `max_frames` frames in all."""
+    rates = [float(r.frame_rate) for r in readers]
+    total = 0
+    for uid in ids:
+        feats = align_utterance([r[uid] for r in readers], rates)
+        if max_frames is not None:
+            feats = [f[: max_frames - total] for f in feats]
+        total += feats[0].shape[0]
+        yield feats
+        if max_frames is not None and total >= max_frames:
+            break
 
 
 def layer_similarity(
@@ -96,12 +139,15 @@ def layer_similarity(
     chunk_frames: int = 4096,
     memory_bytes: float = 2e9,
     seed: int = 0,
+    remove_position: bool = False,
 ) -> SimilarityResult:
     """Linear CKA between every layer of every store and every layer of every store.
 
     readers: StoreReader-like objects (`.num_layers`, `.dim`, `.frame_rate`, `reader[id] ->
     (T, L, D)`). ids: the utterances to use (each must be in every store). With `max_frames`,
-    the utterances are taken in a seeded shuffled order until that many aligned frames.
+    the utterances are taken in a seeded shuffled order until that many aligned frames. With
+    `remove_position`, each frame first loses its model's mean at that frame index
+    (`position_means`, one extra pass over the data).
     """
     for r, name in zip(readers, names, strict=True):
         missing = [u for u in ids if u not in r]
@@ -117,11 +163,12 @@ def layer_similarity(
     widths = [int(readers[i].dim) for i, _ in units]
     passes = plan_passes(widths, memory_bytes)
     full = np.full((len(units), len(units)), np.nan)
-    frames = utts = 0
+    pm = position_means(readers, ids, max_frames) if remove_position else None
+    frames = 0
     for sel in passes:
         acc = StreamingCKA([widths[k] for k in sel])
         frames = 0
-        for chunk in aligned_chunks(readers, ids, chunk_frames, max_frames):
+        for chunk in aligned_chunks(readers, ids, chunk_frames, max_frames, pm):
             acc.update([chunk[units[k][0]][:, units[k][1]] for k in sel])
             frames += chunk[0].shape[0]
         m = acc.matrix()
@@ -133,7 +180,13 @@ def layer_similarity(
         for j in range(i, len(readers)):
             mats[(names[i], names[j])] = full[starts[i] : starts[i + 1], starts[j] : starts[j + 1]]
     res = SimilarityResult(
-        list(names), [r.num_layers for r in readers], mats, frames, utts, len(passes)
+        list(names),
+        [r.num_layers for r in readers],
+        mats,
+        frames,
+        utts,
+        len(passes),
+        remove_position=remove_position,
     )
     res.summary = summarize(res)
     return res
@@ -172,6 +225,7 @@ def write_similarity(res: SimilarityResult, out: str | Path, plots: bool = True)
     np.savez(out / "similarity.npz", **{f"{a}__{b}": m for (a, b), m in res.matrices.items()})
     doc = {
         "measure": "linear CKA (centred, feature-space form), frames aligned to the highest frame rate",
+        "remove_position": res.remove_position,
         "models": res.models,
         "num_layers": dict(zip(res.models, res.num_layers, strict=True)),
         "frames": res.frames,

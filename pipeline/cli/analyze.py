@@ -120,6 +120,12 @@ def similarity(
     memory_gb: float = typer.Option(
         2.0, "--memory-gb", help="Accumulator budget; wider models take several passes."
     ),
+    remove_position: bool = typer.Option(
+        False,
+        "--remove-position",
+        help="First subtract each model's mean frame at every frame index (Whisper's positional "
+        "embedding makes any two Whisper models, random ones too, look alike frame by frame).",
+    ),
     store: list[str] = typer.Option(
         [], "--store", help="An explicit store, NAME=PATH (repeatable)."
     ),
@@ -138,7 +144,12 @@ def similarity(
         raise typer.Exit(1)
     try:
         res = layer_similarity(
-            readers, names, [u.id for u in utts], max_frames, memory_bytes=memory_gb * 1e9
+            readers,
+            names,
+            [u.id for u in utts],
+            max_frames,
+            memory_bytes=memory_gb * 1e9,
+            remove_position=remove_position,
         )
     except (KeyError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
