@@ -1,7 +1,9 @@
 """Does lower cross-model layer similarity go with a larger fusion gain? (issue 8, the honest check)
 
 For every model pair: the CKA summary of `pipeline analyze similarity` (mean over both
-directions of the mean best-match CKA), the best single model (WS interface, the better of
+directions of the mean best-match CKA), plain and with `--remove-position` (Whisper encoders
+all add the same sinusoidal positional embedding, which alone makes a random-init Whisper look
+like a real one frame by frame), the best single model (WS interface, the better of
 the two; mean over seeds), the 2-model HConv fusion (mean over seeds), and the gain =
 fusion - best single (signed so that positive is better, whatever the metric's direction).
 Then the correlation of similarity with gain across the pairs (Pearson and Spearman; with a
