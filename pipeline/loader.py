@@ -3,10 +3,12 @@
 Legend: B batch, L_i hidden states, T_i frames, D_i width of store i. A batch is
 
     {"ids": list[str] (B),
-     "feats": list, one (B, L_i, T_i, D_i) tensor per store, the stored dtype (float16; the
-              trainer casts on the device), zero past each length. It is a permuted view of a
+     "feats": list, one (B, L_i, T_i, D_i) tensor per store, zero past each length: for fp16
+              stores the stored float16 (the trainer casts on the device), a permuted view of a
               frames-major (B, T_i, L_i, D_i) buffer (pinned when CUDA is used): no copy is made
-              to reorder it, and `.to(device, non_blocking=True)` moves it as one block,
+              to reorder it, and `.to(device, non_blocking=True)` moves it as one block; for
+              8-bit stores (int8 / fp8) float32 already on the loader's device: the stored bytes
+              travel (half of fp16's) and are decoded there with the store's scales,
      "lengths": list, one (B,) int64 tensor of frame counts per store,
      "utts": list[Utterance] (B)}
 
@@ -20,6 +22,10 @@ else mmap. On a CPU-only machine auto means mmap: a RAM copy would only duplicat
 cache. The choice is logged and kept as `loader.tier` (with `loader.tier_reason`). Where no
 worker process prepares batches (pinned tier, or mmap with num_workers=0), a background thread
 prepares `prefetch` batches ahead, so host copies overlap the training step.
+
+Encodings (pipeline/encoding.py): every tier holds and moves the stored values (1 byte each for
+int8 / fp8, so the gpu and pinned tiers fit twice the audio); the decode (one multiply by the
+(L, D) scales, after a 256-entry table for fp8) runs on the training device as the last step.
 
 Batches are bucketed by length: with shuffling, the utterances are permuted with the seed (and
 epoch), cut into buckets of `bucket_batches` batches, sorted by length inside each bucket and
@@ -38,6 +44,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.data.manifest import Utterance
+from pipeline.encoding import decode_torch, is_8bit, stored_dtype
 from pipeline.tiers import TIERS, Preloaded, batch_buffer, choose_tier, prefetch
 
 log = logging.getLogger(__name__)
@@ -75,7 +82,9 @@ class FeatureDataset(Dataset):
         length_tolerance: frames (at the highest frame rate) by which stores may disagree on an
             utterance's length (front-end rounding), plus one frame of the slower store; None
             skips the check.
-    Item i: a list with one (T_i, L_i, D_i) array per store (memory-mapped views when local).
+    Item i: a list with one (T_i, L_i, D_i) array per store (memory-mapped views when local),
+    in the stored dtype: 8-bit stores give their raw int8 / uint8 values (`encodings[k]`,
+    `scales[k]` decode them; the loader does it on the device).
     """
 
     def __init__(
@@ -99,6 +108,9 @@ class FeatureDataset(Dataset):
                 "adds the missing ids), or use a manifest that matches the store."
             )
         self.shapes = [(int(s.num_layers), int(s.dim)) for s in self.stores]
+        self.encodings = [str(getattr(s, "encoding", "fp16")) for s in self.stores]
+        self.scales = [getattr(s, "scales", None) if is_8bit(e) else None for s, e in zip(self.stores, self.encodings, strict=True)]  # fmt: skip
+        self.layers = [list(getattr(s, "layers", None) or range(L)) for s, (L, _) in zip(self.stores, self.shapes, strict=True)]  # fmt: skip
         self.frame_rates = [float(s.frame_rate) for s in self.stores]
         self.lengths = np.array(
             [[s.length(i) for i in self.ids] for s in self.stores], dtype=np.int64
@@ -128,14 +140,19 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, list[np.ndarray]]:
         uid = self.ids[i]
-        return i, [s[uid] for s in self.stores]
+        return i, [self.read(k, uid) for k in range(len(self.stores))]
+
+    def read(self, k: int, uid: str) -> np.ndarray:
+        """(T, L, D) stored values of `uid` in store k (raw bytes for 8-bit stores)."""
+        s = self.stores[k]
+        return s.raw(uid) if self.scales[k] is not None else s[uid]
 
     def durations(self) -> np.ndarray:
         """(U,) seconds per utterance (the longest over stores), the key of length bucketing."""
         return (self.lengths / np.array(self.frame_rates)[:, None]).max(axis=0)
 
     def nbytes(self) -> int:
-        """Bytes of all the dataset's features over all stores (fp16 unless a store says otherwise)."""
+        """Bytes of all the dataset's stored features over all stores (1 a value for 8-bit)."""
         total = 0
         for k, (L, D) in enumerate(self.shapes):
             item = np.dtype(self._dtype(k)).itemsize
@@ -143,6 +160,8 @@ class FeatureDataset(Dataset):
         return total
 
     def _dtype(self, k: int) -> np.dtype:
+        if self.scales[k] is not None:
+            return stored_dtype(self.encodings[k])
         if not self.ids:
             return np.dtype(np.float16)
         return self.stores[k][self.ids[0]].dtype
@@ -236,6 +255,8 @@ class FeatureLoader:
         self.num_workers, self.prefetch = num_workers, prefetch
         self.tier, self.tier_reason = tier, reason
         self.pin = torch.cuda.is_available() and device.type == "cuda"
+        # (L, D) scales on the training device for each 8-bit store (None: fp16, no decode)
+        self.scales = [None if s is None else torch.from_numpy(np.asarray(s, np.float32)).to(device) for s in dataset.scales]  # fmt: skip
         self.preloaded: Preloaded | None = None
         self.dataloader: DataLoader | None = None
         self.collate = Collate(len(dataset.stores), pin=self.pin)
@@ -253,7 +274,7 @@ class FeatureLoader:
             collate = Touch() if self.readahead else Collate(len(dataset.stores))
             self.dataloader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
                                          pin_memory=self.pin and not self.readahead, **extra)  # fmt: skip
-        log.info("loader: tier=%s (%s); %d utterances, %d stores, %d batches", tier, reason, len(dataset), len(dataset.stores), len(sampler))  # fmt: skip
+        log.info("loader: tier=%s (%s); %d utterances, %d stores (%s), %d batches", tier, reason, len(dataset), len(dataset.stores), self.stores_summary(), len(sampler))  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -263,7 +284,18 @@ class FeatureLoader:
         self.sampler.set_epoch(epoch)
 
     def describe(self) -> str:
-        return f"loader tier {self.tier} ({self.tier_reason})"
+        """The tier and why, and each store's encoding and states (logged by the trainer)."""
+        return f"loader tier {self.tier} ({self.tier_reason}); {self.stores_summary()}"
+
+    def stores_summary(self) -> str:
+        from pipeline.layers import format_layers
+
+        out = []
+        for s, enc, layers in zip(self.dataset.stores, self.dataset.encodings, self.dataset.layers, strict=True):  # fmt: skip
+            name = str(getattr(s, "path", "store")).rstrip("/").rsplit("/", 1)[-1]
+            how = f"decoded on {self.device.type}" if enc != "fp16" else "cast by the trainer"
+            out.append(f"{name}: {enc}, layers {format_layers(layers)} ({how})")
+        return "; ".join(out)
 
     def __iter__(self) -> Iterator[dict]:
         if self.preloaded is not None:
@@ -272,10 +304,24 @@ class FeatureLoader:
             raw = (self._read(index) for index in self.dataloader)
         else:
             raw = ((r["index"], r["btld"], r["lengths"]) for r in self.dataloader)
+        if any(s is not None for s in self.scales):  # 8-bit bytes -> device -> floats
+            raw = ((index, self._decode(btld), lengths) for index, btld, lengths in raw)
         if self.prefetch > 0 and self.tier != "gpu" and (self.num_workers == 0 or self.readahead):
-            raw = prefetch(raw, self.prefetch)  # host copies overlap the training step
+            raw = prefetch(raw, self.prefetch)  # host copies (and decodes) overlap the step
         for index, btld, lengths in raw:
             yield self._finish(index, btld, lengths)
+
+    def _decode(self, btld: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Move 8-bit batches (B, T, L, D) to the device and decode them there to float32."""
+        out = []
+        for k, x in enumerate(btld):
+            s = self.scales[k]
+            if s is None:
+                out.append(x)
+                continue
+            x = x.to(self.device, non_blocking=True)
+            out.append(decode_torch(x, s, self.dataset.encodings[k]))
+        return out
 
     def _read(self, index: list[int]) -> tuple[list[int], list[torch.Tensor], list[torch.Tensor]]:
         r = self.collate([self.dataset[i] for i in index])

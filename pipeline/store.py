@@ -3,8 +3,10 @@
 Layout (full description for researchers in cache/README.md)::
 
     STORE.zarr/                     group; attrs: format, format_version, fingerprint, num_parts
+      scales   (L, D) float32       8-bit encodings only: x = stored value * scale
       part-00000-of-00001/          one part per writer (`--shard i/n` -> n parts)
-        frames   (F, L, D) float16  frames-major, chunked along frames only: (C, L, D)
+        frames   (F, L, D) float16  frames-major, chunked along frames only: (C, L, D); int8 or
+                                    uint8 (fp8 e4m3 bits) for the 8-bit encodings
         ids      (N,) string        utterance ids, in write order
         offsets  (N,) int64         first frame of each utterance in `frames`
         lengths  (N,) int64         frames of each utterance
@@ -24,15 +26,11 @@ utterance is a zero-copy view, even one that spans chunks; other stores are read
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import os
-import shutil
-import socket
 import sys
 import uuid
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,172 +38,36 @@ from typing import TYPE_CHECKING
 import numpy as np
 import zarr
 
+from pipeline.encoding import encode, is_8bit, stored_dtype
+from pipeline.store_meta import (  # noqa: F401  (re-exported: pipeline.store is the one import)
+    CODE_VERSION,
+    FINGERPRINT_FIELDS,
+    FORMAT,
+    FORMAT_VERSION,
+    FingerprintMismatch,
+    StoreError,
+    StoreLocked,
+    _acquire,
+    _alive,
+    _fsync,
+    _is_local,
+    _local,
+    _lock_owner,
+    check_fingerprint,
+    make_fingerprint,
+    manifest_hash,
+    normalize_fingerprint,
+    part_name,
+    remove_store,
+    store_exists,
+)
+
 if TYPE_CHECKING:
     from pipeline.store_reader import StoreReader, open_store  # noqa: F401  (see __getattr__)
 
-FORMAT = "sfm-feature-store"
-FORMAT_VERSION = 1
-CODE_VERSION = "1"  # bump when extraction changes what is stored for the same fingerprint
-FINGERPRINT_FIELDS = (
-    "upstream", "source", "weights_hash", "whisper_mode", "num_layers", "dim",
-    "frame_rate", "dtype", "manifest_hash", "code_version",
-)  # fmt: skip
 CHUNK_BYTES = 8 << 20  # target bytes per frame chunk (cache/README.md: bench/bench_store.py)
-INDEX_CHUNK = 65536  # entries per index chunk
+INDEX_CHUNK = 4096  # entries per index chunk (32 KiB of int64: small stores stay small)
 _WRITE_CFG = {"write_empty_chunks": True}  # an all-zero chunk is still a file: memmap-able
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be used as asked; the message names the store and what to do."""
-
-
-class FingerprintMismatch(StoreError):
-    """The store on disk was made by another upstream, mode or manifest than requested."""
-
-
-class StoreLocked(StoreError):
-    """Another live process is writing the same store part."""
-
-
-def part_name(i: int, n: int) -> str:
-    return f"part-{i:05d}-of-{n:05d}"
-
-
-def manifest_hash(utts: Iterable) -> str:
-    """A hash of the utterance set: ids and durations (not paths, so a moved corpus still matches)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for uid, dur in sorted((u.id, round(float(u.duration), 4)) for u in utts):
-        h.update(f"{uid}\t{dur}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def make_fingerprint(
-    spec, weights_hash: str, whisper_mode: str | None, manifest: str, dtype: str = "float16"
-) -> dict:
-    """The fingerprint of a request: every field that changes what the store would hold."""
-    return {
-        "upstream": spec.name,
-        "source": str(spec.source),
-        "weights_hash": weights_hash,
-        "whisper_mode": whisper_mode if spec.family == "whisper" else None,
-        "num_layers": int(spec.num_layers),
-        "dim": int(spec.dim),
-        "frame_rate": float(spec.frame_rate),
-        "dtype": dtype,
-        "manifest_hash": manifest,
-        "code_version": CODE_VERSION,
-    }
-
-
-def _is_local(path: str | Path) -> bool:
-    return "://" not in str(path) or str(path).startswith("file://")
-
-
-def _local(path: str | Path) -> Path:
-    return Path(str(path).removeprefix("file://"))
-
-
-def store_exists(path: str | Path) -> bool:
-    if _is_local(path):
-        return (_local(path) / "zarr.json").is_file()
-    try:
-        zarr.open_group(str(path), mode="r")
-        return True
-    except Exception:
-        return False
-
-
-def check_fingerprint(path: str | Path, requested: dict) -> None:
-    """Refuse a store whose fingerprint differs from `requested`, naming each differing field.
-
-    A missing store passes (it will be created).
-    """
-    if not store_exists(path):
-        return
-    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
-    if attrs.get("format") != FORMAT:
-        raise StoreError(
-            f"{path} exists but is not a feature store; remove it or pick another --out"
-        )
-    have = attrs.get("fingerprint", {})
-    diffs = [
-        f"  {k}: store has {have.get(k)!r}, requested {requested.get(k)!r}"
-        for k in sorted(set(have) | set(requested))
-        if have.get(k) != requested.get(k)
-    ]
-    if diffs:
-        raise FingerprintMismatch(
-            f"feature store {path} was built for a different request; differing field(s):\n"
-            + "\n".join(diffs)
-            + "\nRerun with --force to delete and rebuild it, or write to another --out."
-        )
-
-
-def remove_store(path: str | Path) -> None:
-    """Delete a store (for --force); refuses while another live process holds one of its parts."""
-    if not _is_local(path):
-        zarr.storage.FsspecStore.from_url(str(path)).fs.rm(str(path), recursive=True)
-        return
-    p = _local(path)
-    for lock in p.glob("*.lock"):
-        owner = _lock_owner(lock)
-        if owner is not None and _alive(owner):
-            raise StoreLocked(
-                f"cannot rebuild {p}: {lock.name} is held by {owner}; stop that process first"
-            )
-    if p.exists():
-        shutil.rmtree(p)
-
-
-# ----------------------------------------------------------------------------- locks
-def _lock_owner(lock: Path) -> dict | None:
-    try:
-        return json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(owner: dict) -> bool:
-    if owner.get("host") != socket.gethostname():
-        return True  # cannot tell for another host: assume it is running
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return True
-    return True
-
-
-def _acquire(lock: Path) -> None:
-    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = _lock_owner(lock)
-            if owner is not None and _alive(owner):
-                raise StoreLocked(
-                    f"{lock.parent} part {lock.stem} is being written by pid {owner.get('pid')} on "
-                    f"{owner.get('host')}; wait for it to finish or stop it. If that process is gone "
-                    f"(another host, or a reused pid), delete {lock}."
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: its writer died on this host
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
-        return
-    raise StoreLocked(f"could not take the lock {lock}; another process keeps taking it")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- writer
@@ -223,7 +85,10 @@ class StoreWriter:
         fingerprint: `make_fingerprint(...)`; a store with another one is refused.
         shard: (i, n): this writer owns part i of n.
         compressor: None (default, raw chunks, memory-mappable) or "zstd".
-        chunk_frames: frames per chunk; default about CHUNK_BYTES per chunk.
+        chunk_frames: frames per chunk; default about CHUNK_BYTES per chunk at fp16 (the same
+            frames per chunk for every encoding, so 8-bit stores pad in proportion).
+        scales: (L, D) float32, required by the 8-bit encodings (fingerprint `encoding`); written
+            once as the root array `scales`; a store holding other scales is refused.
     Use: `append(id, feats (T, L, D))`, `fail(id, reason)`, `commit()`, `close()`.
     """
 
@@ -234,15 +99,24 @@ class StoreWriter:
         shard: tuple[int, int] = (0, 1),
         compressor: str | None = None,
         chunk_frames: int | None = None,
+        scales: np.ndarray | None = None,
     ) -> None:
         i, n = shard
         if not 0 <= i < n:
             raise StoreError(f"shard {i}/{n}: need 0 <= i < n")
-        self.path, self.fingerprint, self.shard = str(path), dict(fingerprint), (i, n)
+        fingerprint = normalize_fingerprint(fingerprint)
+        self.path, self.fingerprint, self.shard = str(path), fingerprint, (i, n)
         self.local = _is_local(path)
         check_fingerprint(path, fingerprint)
         L, D = int(fingerprint["num_layers"]), int(fingerprint["dim"])
         self.L, self.D = L, D
+        self.encoding = fingerprint["encoding"]
+        self.dtype = stored_dtype(self.encoding)
+        self.scales = None
+        if is_8bit(self.encoding):
+            if scales is None or np.shape(scales) != (L, D):
+                raise StoreError(f"{path}: a {self.encoding} store needs scales of shape ({L}, {D}), got {None if scales is None else np.shape(scales)}")  # fmt: skip
+            self.scales = np.ascontiguousarray(scales, dtype=np.float32)
         root = zarr.open_group(self.path, mode="a")
         if root.attrs.get("format") != FORMAT:
             root.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "fingerprint": fingerprint, "num_parts": n})  # fmt: skip
@@ -251,6 +125,8 @@ class StoreWriter:
                 f"{path} was written in {root.attrs.get('num_parts')} part(s), this run asks for {n} "
                 "(--shard i/n or --cluster size); use the same n, or --force to rebuild"
             )
+        if self.scales is not None:
+            _put_scales(root, self.scales, self.path)
         self._lock = None
         if self.local:
             self._lock = _local(path) / f"{part_name(i, n)}.lock"
@@ -267,11 +143,12 @@ class StoreWriter:
         L, D = self.L, self.D
         if name not in root:
             g = root.create_group(name)
-            C = chunk_frames or chunk_frames_for(L * D * 2)
+            item = self.dtype.itemsize
+            C = chunk_frames or chunk_frames_for(L * D * item, CHUNK_BYTES * item // 2)
             comp = None if compressor is None else zarr.codecs.ZstdCodec(level=3)
             if compressor not in (None, "zstd"):
                 raise StoreError(f"unknown compressor {compressor!r}; use none or zstd")
-            g.create_array("frames", shape=(0, L, D), chunks=(C, L, D), dtype="float16",
+            g.create_array("frames", shape=(0, L, D), chunks=(C, L, D), dtype=self.dtype,
                            fill_value=0, compressors=comp, config=_WRITE_CFG,
                            chunk_key_encoding={"name": "default", "separator": "."})  # fmt: skip
             g.create_array("ids", shape=(0,), chunks=(INDEX_CHUNK,), dtype=str, compressors=None)
@@ -297,7 +174,7 @@ class StoreWriter:
         self._committed_k, self._frames_done = k, F
         for a in ("ids", "offsets", "lengths"):
             g[a].resize((k,))
-        self._rewrite_index(0 if k == 0 else (k - 1) // INDEX_CHUNK * INDEX_CHUNK)
+        self._rewrite_index(max(k - 1, 0))
         nchunks = -(-F // self.C)
         self.frames.resize((nchunks * self.C, self.L, self.D))
         # raw local chunks are written as files directly (zarr's encode path is ~7x slower)
@@ -312,7 +189,9 @@ class StoreWriter:
             for f in self._fdir.glob("c.*.0.0"):
                 if int(f.name.split(".")[1]) >= nchunks:
                     f.unlink()
-        self._buf = np.zeros((self.C, L, D), np.float16)  # the chunk being filled
+        if self.frames.dtype != self.dtype:
+            raise StoreError(f"{self.path}/{name}: frames are {self.frames.dtype}, encoding {self.encoding} stores {self.dtype}; rebuild with --force")  # fmt: skip
+        self._buf = np.zeros((self.C, L, D), self.dtype)  # the chunk being filled
         self._chunk = F // self.C
         self._fill = F - self._chunk * self.C
         if self._fill:
@@ -330,9 +209,14 @@ class StoreWriter:
 
     # -- appending
     def append(self, uid: str, feats: np.ndarray) -> None:
-        """Add one utterance. feats: (T, L, D), any float dtype (stored as float16)."""
+        """Add one utterance. feats: (T, L, D) floats (encoded here), or values already in the
+        stored dtype (float16; int8 / uint8 from `encoding.encode` with this store's scales)."""
         if feats.ndim != 3 or feats.shape[1:] != (self.L, self.D):
             raise StoreError(f"{uid}: features of shape {feats.shape}, store expects (T, {self.L}, {self.D})")  # fmt: skip
+        if feats.dtype != self.dtype:
+            if not np.issubdtype(feats.dtype, np.floating):
+                raise StoreError(f"{uid}: {feats.dtype} features for a {self.encoding} store; pass floats or {self.dtype}")  # fmt: skip
+            feats = encode(feats, self.scales, self.encoding)
         T = int(feats.shape[0])
         self.ids.append(uid)
         self.offsets.append(self._frames_done)
@@ -374,9 +258,11 @@ class StoreWriter:
             self._syncs.append(self._pool.submit(_fsync, self._fdir / key))
 
     def _rewrite_index(self, start: int) -> None:
-        """Write index entries [start, k) whole (start chunk-aligned): zarr then writes whole chunks."""
+        """Write index entries [k0, k) from the start of k0's chunk: zarr then writes whole chunks."""
         k = self._committed_k
         g = self.group
+        chunk = int(g["ids"].chunks[0])  # stores written before INDEX_CHUNK changed keep theirs
+        start = start // chunk * chunk
         for a, vals, dt in (("ids", self.ids, object), ("offsets", self.offsets, np.int64), ("lengths", self.lengths, np.int64)):  # fmt: skip
             g[a].resize((k,))
             if k > start:
@@ -398,7 +284,7 @@ class StoreWriter:
         if self.frames.shape[0] < cap:
             self.frames.resize((cap, self.L, self.D))
         self._committed_k = k
-        self._rewrite_index(k0 // INDEX_CHUNK * INDEX_CHUNK)
+        self._rewrite_index(k0)
         if self.local:
             gdir = _local(self.path) / self.group.path
             files = [f for a in ("ids", "offsets", "lengths") for f in (gdir / a).rglob("*")]
@@ -436,6 +322,29 @@ class StoreWriter:
             self.close()
         else:
             self._release()  # leave what was committed; a rerun resumes from there
+
+
+def _put_scales(root, scales: np.ndarray, path: str) -> None:
+    """Write the root array `scales` once; refuse a store that holds different ones."""
+    if "scales" in root:
+        have = np.asarray(root["scales"][...])
+        if have.shape == scales.shape and not have.any():  # created, not yet filled: finish it
+            root["scales"][...] = scales
+            return
+        if have.shape != scales.shape or not np.array_equal(have, scales):
+            raise StoreError(
+                f"{path} holds other int8/fp8 scales than this run computed (another calibration "
+                "sample, or another upstream build); rebuild it with --force"
+            )
+        return
+    try:
+        a = root.create_array("scales", shape=scales.shape, dtype="float32", compressors=None, fill_value=0)  # fmt: skip
+    except Exception:  # another shard created it at the same moment: compare with its values
+        return _put_scales(zarr.open_group(path, mode="r+"), scales, path)
+    a[...] = scales
+    if _is_local(path):
+        for f in (_local(path) / "scales").rglob("*"):
+            _fsync(f)
 
 
 def __getattr__(name: str):

@@ -3,6 +3,11 @@
 For a local uncompressed store the chunk files of each part (raw C-order bytes) are mapped side
 by side into one contiguous range of virtual memory, so every utterance is a numpy view, even
 one that spans chunks; compressed or remote stores are read through zarr. Format: cache/README.md.
+
+8-bit stores (fingerprint `encoding` int8 or fp8): `reader.raw(id)` is the stored (T, L, D)
+int8 / uint8 view (what the loader ships to the device), `reader.decode(raw)` turns stored
+values into floats with the store's `scales` (L, D), and `reader[id]` is `decode(raw(id))` as
+float16, so code written for fp16 stores reads them unchanged.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from pipeline.encoding import decode, is_8bit, stored_dtype
 from pipeline.store import (
     FORMAT,
     FORMAT_VERSION,
     StoreError,
     _is_local,
     _local,
+    normalize_fingerprint,
     part_name,
     store_exists,
 )
@@ -86,7 +93,7 @@ def _stitch(files: list[Path], chunk_bytes: int) -> np.ndarray:
 class _Part:
     """One part's committed index and a way to read its frames."""
 
-    def __init__(self, root_path: str, group, mode: str) -> None:
+    def __init__(self, root_path: str, group, mode: str, dtype: np.dtype) -> None:
         com = group.attrs.get("committed", {"utterances": 0, "frames": 0})
         k, self.F = int(com["utterances"]), int(com["frames"])
         self.name, self.attrs = group.basename, dict(group.attrs)
@@ -101,15 +108,15 @@ class _Part:
         self.flat: np.ndarray | None = None  # (F_mapped, L, D) view when memory-mapped
         self.mode = "zarr"
         codecs = [c.to_dict()["name"] for c in self.zarr.metadata.codecs]
-        chunk_bytes = self.C * self.L * self.D * 2
+        chunk_bytes = self.C * self.L * self.D * dtype.itemsize
         nchunks = self.nchunks
         if (mode in ("auto", "mmap") and _is_local(root_path) and codecs == ["bytes"]
-                and self.zarr.dtype == np.float16 and _LIBC is not None
+                and self.zarr.dtype == dtype and _LIBC is not None
                 and chunk_bytes % _PAGE == 0 and 0 < nchunks < 30000):  # fmt: skip
             files = [self.chunk_file(c) for c in range(nchunks)]
             if all(not f.exists() or f.stat().st_size == chunk_bytes for f in files):
                 raw = _stitch(files, chunk_bytes)
-                self.flat = raw.view(np.float16).reshape(nchunks * self.C, self.L, self.D)
+                self.flat = raw.view(dtype).reshape(nchunks * self.C, self.L, self.D)
                 self.mode = "mmap"
         if mode == "mmap" and self.mode != "mmap" and self.F:
             raise StoreError(f"{root_path}/{self.name}: cannot be memory-mapped (remote, compressed, or chunks not a multiple of the page size)")  # fmt: skip
@@ -127,8 +134,11 @@ class _Part:
 class StoreReader:
     """Read-only access to a finished or partly written store, by utterance id.
 
-    `reader[id] -> np.ndarray (T, L, D)` float16: a zero-copy view for local uncompressed stores
-    (mode "mmap"), else read through zarr. Only committed utterances are visible.
+    `reader[id] -> np.ndarray (T, L, D)` float16: a zero-copy view for local uncompressed fp16
+    stores (mode "mmap"), else read through zarr; decoded from the stored bytes for 8-bit stores.
+    `reader.raw(id)`: the stored values (T, L, D) (float16, int8, or uint8 fp8 bits), a view when
+    memory-mapped. `encoding`, `scales` ((L, D) float32 or None), `layers` (the upstream's states
+    the store holds, in order). Only committed utterances are visible.
     """
 
     def __init__(self, path: str | Path, mode: str = "auto") -> None:
@@ -142,13 +152,21 @@ class StoreReader:
         if int(attrs.get("format_version", 0)) > FORMAT_VERSION:
             raise StoreError(f"{path} has format version {attrs['format_version']}; upgrade the pipeline")  # fmt: skip
         self.attrs = attrs
-        self.fingerprint: dict = dict(attrs["fingerprint"])
+        self.fingerprint: dict = normalize_fingerprint(attrs["fingerprint"])
+        self.encoding: str = str(self.fingerprint["encoding"])
+        self.stored_dtype = stored_dtype(self.encoding)
+        self.layers: list[int] = [int(i) for i in self.fingerprint["layers"]]
         self.num_layers = int(self.fingerprint["num_layers"])
         self.dim = int(self.fingerprint["dim"])
         self.frame_rate = float(self.fingerprint["frame_rate"])
         self.num_parts = int(attrs["num_parts"])
         names = [part_name(i, self.num_parts) for i in range(self.num_parts)]
-        self.parts = [_Part(self.path, root[n], mode) for n in names if n in root]
+        self.scales: np.ndarray | None = None
+        if is_8bit(self.encoding):
+            if "scales" not in root:
+                raise StoreError(f"{path}: {self.encoding} store without its `scales` array (killed before calibration finished?); rerun the same `pipeline extract` command")  # fmt: skip
+            self.scales = np.asarray(root["scales"][...], dtype=np.float32)
+        self.parts = [_Part(self.path, root[n], mode, self.stored_dtype) for n in names if n in root]  # fmt: skip
         self.missing_parts = [n for n in names if n not in root]
         self._index: dict[str, tuple[int, int, int]] = {}
         for p_i, p in enumerate(self.parts):
@@ -186,8 +204,18 @@ class StoreReader:
 
     def __getitem__(self, uid: str) -> np.ndarray:
         """(T, L, D) float16 hidden states of utterance `uid` (frames-major)."""
+        if self.scales is None:
+            return self.raw(uid)
+        return self.decode(self.raw(uid), np.float16)
+
+    def raw(self, uid: str) -> np.ndarray:
+        """(T, L, D) stored values of `uid` in the stored dtype (zero-copy when memory-mapped)."""
         p, o, n = self._loc(uid)
         return self.parts[p].read(o, n)
+
+    def decode(self, raw: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """(..., L, D) stored values -> floats of `dtype` (x = value * scales for 8-bit stores)."""
+        return decode(raw, self.scales, self.encoding, dtype)
 
     def get_many(self, uids: Iterable[str]) -> list[np.ndarray]:
         """[(T_i, L, D)] for each id, in order."""

@@ -54,7 +54,8 @@ def _torch_dtype(dt: np.dtype) -> torch.dtype:
 class Preloaded:
     """Every utterance of a dataset in one (F + 1, L, D) tensor per store, on a device or in RAM.
 
-    The last row is zeros: padding gathers from it.
+    The stored values are kept (1 byte each for 8-bit stores; the loader decodes batches on the
+    device). The last row is zeros: padding gathers from it (a zero byte decodes to 0.0).
     """
 
     STAGE_BYTES = 64 << 20  # host staging per copy to the GPU
@@ -66,7 +67,7 @@ class Preloaded:
         self.views: list[np.ndarray | None] = []  # numpy views of CPU data
         self.offsets = np.zeros_like(dataset.lengths)  # (N, U)
         self.lengths = dataset.lengths
-        for k, (store, (L, D)) in enumerate(zip(dataset.stores, dataset.shapes, strict=True)):
+        for k, (L, D) in enumerate(dataset.shapes):
             n = dataset.lengths[k]
             self.offsets[k] = np.concatenate([[0], np.cumsum(n)[:-1]]) if len(n) else n
             total = int(n.sum())
@@ -74,26 +75,27 @@ class Preloaded:
             on_gpu = device.type != "cpu"
             data = torch.empty((total + 1, L, D), dtype=dtype, device=device, pin_memory=pin and not on_gpu)  # fmt: skip
             data[total] = 0
-            self._fill(data, store, dataset.ids, n, on_gpu)
+            self._fill(data, lambda uid, k=k: dataset.read(k, uid), dataset.ids, n, on_gpu)
             self.data.append(data)
             self.np_dtypes.append(np.dtype(dataset._dtype(k)))
             self.views.append(data.numpy() if not on_gpu else None)
 
     def _fill(
-        self, data: torch.Tensor, store: Any, ids: list[str], n: np.ndarray, on_gpu: bool
+        self, data: torch.Tensor, read: Any, ids: list[str], n: np.ndarray, on_gpu: bool
     ) -> None:
+        """Copy every utterance (`read(uid)` -> (T, L, D) stored values) into `data` in order."""
         if not on_gpu:
             view = data.numpy()
             pos = 0
             for uid, m in zip(ids, n.tolist(), strict=True):
-                view[pos : pos + m] = store[uid]
+                view[pos : pos + m] = read(uid)
                 pos += m
             return
         frame_bytes = data[0].numel() * data.element_size()
         stage = torch.empty((max(1, self.STAGE_BYTES // frame_bytes), *data.shape[1:]), dtype=data.dtype, pin_memory=True)  # fmt: skip
         sview, fill, pos = stage.numpy(), 0, 0
         for uid, m in zip(ids, n.tolist(), strict=True):
-            a = store[uid]
+            a = read(uid)
             done = 0
             while done < m:
                 take = min(m - done, len(stage) - fill)

@@ -7,6 +7,15 @@ The batch plan is a pure function of the manifest, the upstream and `batch_secon
 utterance is computed in the same batch whether the run is whole, resumed after a kill, one of
 `--shard i/n` (shard i takes batches i, i+n, ...) or a Dask worker: per-utterance arrays are
 bit-identical across all of them. The writer commits only at batch boundaries.
+
+Encodings (`encoding`: fp16 | int8 | fp8, pipeline/encoding.py): before anything is written, a
+calibration pass runs the upstream over a deterministic sample of the batch plan (evenly spaced
+whole batches, about `calib_seconds` of audio) and takes the scales (L, D) from its per-(layer,
+channel) absmax; every shard and every resumed run computes the same sample and the same
+scales (a store that already holds scales reuses them). Values are encoded on the extraction
+device right after the forward (half the bytes come back from a GPU), and the calibration
+batches this shard owns are written from the calibration pass instead of being run twice.
+`layers` (pipeline/layers.py) keeps a subset of the states; scales cover the kept states only.
 """
 
 from __future__ import annotations
@@ -26,6 +35,15 @@ import torch
 
 from pipeline.audio import AudioError, load_audio
 from pipeline.data.manifest import Utterance, read_manifests
+from pipeline.encoding import (
+    AbsMax,
+    check_encoding,
+    encode,
+    is_8bit,
+    scales_from_absmax,
+    stored_dtype,
+)
+from pipeline.layers import parse_layers
 from pipeline.store import (
     CHUNK_BYTES,
     StoreWriter,
@@ -56,6 +74,9 @@ class ExtractConfig:
     progress: bool = True
     commit_seconds: float = 5.0  # commit at most this often (0: after every batch)
     threads: int | None = None  # torch intra-op threads (None: torch's default)
+    encoding: str = "fp16"  # fp16 | int8 | fp8 (pipeline/encoding.py)
+    layers: str | list[int] | None = None  # states to keep (pipeline/layers.py); None: all
+    calib_seconds: float = 120.0  # audio of the calibration sample for int8/fp8 scales
 
 
 @dataclass
@@ -110,8 +131,39 @@ def plan_batches(
     return batches
 
 
-def _forward(up, wavs: list[np.ndarray], device: str) -> list[torch.Tensor]:
-    """[(T_i, L, D) float16 on CPU] for a batch of waveforms; raises on any model error."""
+@dataclass
+class _Encoder:
+    """What happens to each (T, L_full, D) output on the device: keep `layers`, round to fp16
+    (the calibration's view), then encode with `scales` (None: stay fp16)."""
+
+    layers: list[int] | None = None  # None: every state
+    encoding: str = "fp16"
+    scales: np.ndarray | None = None  # (L_kept, D) float32
+    _dev: dict = field(default_factory=dict)
+
+    def __call__(self, o: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """o: (L_full, T, D) on the device -> ((T, L_kept, D) stored values on the CPU, finite)."""
+        if self.layers is not None:
+            o = o[self.layers]
+        h = o.transpose(0, 1).to(torch.float16)  # (T, L, D)
+        finite = bool(torch.isfinite(h).all())
+        if self.scales is None or not finite:
+            return h.contiguous().cpu(), finite
+        s = self._dev.get(h.device)
+        if s is None:
+            s = self._dev[h.device] = torch.from_numpy(self.scales).to(h.device)
+        y = h.float() / s  # the same IEEE float32 ops as encoding.encode: identical bytes
+        if self.encoding == "int8":
+            q = y.round_().clamp_(-127.0, 127.0).to(torch.int8)
+        else:
+            q = y.clamp_(-448.0, 448.0).to(torch.float8_e4m3fn).view(torch.uint8)
+        return q.contiguous().cpu(), finite
+
+
+def _forward(up, wavs: list[np.ndarray], device: str, enc: _Encoder | None = None) -> list[tuple[torch.Tensor, bool]]:  # fmt: skip
+    """[((T_i, L, D) stored values on CPU, finite)] for a batch of waveforms; raises on any model
+    error. Default: every state as float16."""
+    enc = enc or _Encoder()
     lengths = torch.tensor([len(w) for w in wavs], dtype=torch.long)
     x = torch.zeros(len(wavs), int(lengths.max()))  # (B, S)
     for i, w in enumerate(wavs):
@@ -119,10 +171,11 @@ def _forward(up, wavs: list[np.ndarray], device: str) -> list[torch.Tensor]:
     amp = device.startswith("cuda")
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=amp):
         outs = up.forward(x.to(device), lengths.to(device))  # [(L, T_i, D)]
-    return [o.transpose(0, 1).to(torch.float16).contiguous().cpu() for o in outs]  # (T, L, D)
+        return [enc(o) for o in outs]
 
 
-def _run_batch(up, loaded: list[tuple[Utterance, np.ndarray | None, str | None]], device: str):
+def _run_batch(up, loaded: list[tuple[Utterance, np.ndarray | None, str | None]], device: str,
+               enc: _Encoder | None = None):  # fmt: skip
     """Features for the loadable utterances of a batch; a failing batch is retried one by one."""
     ok = [(u, w) for u, w, _ in loaded if w is not None]
     failed = [(u.id, err) for u, w, err in loaded if w is None]
@@ -132,8 +185,8 @@ def _run_batch(up, loaded: list[tuple[Utterance, np.ndarray | None, str | None]]
     results: list[tuple[str, np.ndarray]] = []
     for members in groups.values():
         try:
-            feats = _forward(up, [w for _, w in members], device)
-            bad = [not torch.isfinite(f).all() for f in feats]
+            outs = _forward(up, [w for _, w in members], device, enc)
+            feats, bad = [f for f, _ in outs], [not ok for _, ok in outs]
         except Exception:
             feats, bad = None, [True] * len(members)
         for j, (u, w) in enumerate(members):
@@ -141,11 +194,11 @@ def _run_batch(up, loaded: list[tuple[Utterance, np.ndarray | None, str | None]]
                 results.append((u.id, feats[j].numpy()))
                 continue
             try:  # retry alone
-                (f,) = _forward(up, [w], device)
+                ((f, ok),) = _forward(up, [w], device, enc)
             except Exception as e:
                 failed.append((u.id, f"{type(e).__name__}: {e}"))
                 continue
-            if not torch.isfinite(f).all():
+            if not ok:
                 failed.append((u.id, "non-finite output (NaN/inf) from the upstream"))
             else:
                 results.append((u.id, f.numpy()))
@@ -252,22 +305,32 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     utts = read_manifests(cfg.data)
+    encoding = check_encoding(cfg.encoding)
     up = _get_upstream(cfg, upstream, device)
-    fp = make_fingerprint(up.spec, up.weights_hash(), cfg.whisper_mode, manifest_hash(utts))
+    layers = parse_layers(cfg.layers, up.spec.num_layers)
+    full = layers == list(range(up.spec.num_layers))
+    fp = make_fingerprint(up.spec, up.weights_hash(), cfg.whisper_mode, manifest_hash(utts),
+                          encoding=encoding, layers=layers)  # fmt: skip
     i, n = cfg.shard
     if cfg.force and store_exists(cfg.out):
         _force(cfg.out, fp, i, n)
     check_fingerprint(cfg.out, fp)
     bs = cfg.batch_seconds or (400.0 if device.startswith("cuda") else 40.0)
-    mine = plan_batches(utts, up, cfg.whisper_mode, bs, cfg.max_batch)[i::n]
+    plan = plan_batches(utts, up, cfg.whisper_mode, bs, cfg.max_batch)
+    mine = plan[i::n]
     res = ExtractResult(store=str(cfg.out), shard=(i, n))
-    # ~8 MiB chunks; smaller for small stores, whose zero-padded last chunk would dominate
-    L, D = up.spec.num_layers, up.spec.dim
+    enc = _Encoder(None if full else layers, encoding)
+    calibrated: dict[str, np.ndarray] = {}  # id -> stored values, for this shard's sample batches
+    if is_8bit(encoding):
+        enc.scales, calibrated = _scales(cfg, up, plan, device, enc, own=set(range(i, len(plan), n)))  # fmt: skip
+    # ~8 MiB chunks at fp16 (the same frames a chunk for 8-bit); smaller for small stores, whose
+    # zero-padded last chunk would dominate
+    L, D, item = len(layers), up.spec.dim, stored_dtype(encoding).itemsize
     est = sum(up.num_frames(round(u.duration * up.spec.sample_rate)) for b in mine for u in b)
-    target = min(CHUNK_BYTES, max(1 << 20, est * L * D * 2 // 16))
+    target = min(CHUNK_BYTES, max(1 << 20, est * L * D * 2 // 16)) * item // 2
     aw = None
-    writer = StoreWriter(cfg.out, fp, shard=(i, n), compressor=cfg.compress,
-                         chunk_frames=chunk_frames_for(L * D * 2, target))  # fmt: skip
+    writer = StoreWriter(cfg.out, fp, shard=(i, n), compressor=cfg.compress, scales=enc.scales,
+                         chunk_frames=chunk_frames_for(L * D * item, target))  # fmt: skip
     try:
         done = writer.done_ids
         todo = [b for b in mine if any(u.id not in done for u in b)]  # whole batches: same numbers
@@ -282,7 +345,11 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
                 loaded = ahead.popleft().result()
                 if j + 3 < len(todo):
                     ahead.append(pool.submit(_load, todo[j + 3], sr))
-                results, failed = _run_batch(up, loaded, device)
+                if all(u.id in calibrated for u, _, _ in loaded):  # computed by the calibration
+                    results = [(u.id, calibrated.pop(u.id)) for u, _, _ in loaded]
+                    failed = []
+                else:
+                    results, failed = _run_batch(up, loaded, device, enc)
                 results = [r for r in results if r[0] not in done]
                 failed = [f for f in failed if f[0] not in done]
                 aw.put((results, failed))
@@ -302,6 +369,53 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     res.audio_seconds = seconds
     res.wall_seconds = time.monotonic() - t0
     return res
+
+
+def calibration_batches(plan: list[list[Utterance]], seconds: float) -> list[int]:
+    """Indices of evenly spaced whole batches of `plan` holding about `seconds` of audio.
+
+    A pure function of the plan: every shard and every resumed run picks the same batches.
+    """
+    total = sum(u.duration for b in plan for u in b)
+    if not plan:
+        return []
+    stride = max(1, int(np.ceil(total / max(seconds, 1e-9))))
+    stride = min(stride, len(plan))
+    return list(range(stride // 2, len(plan), stride))
+
+
+def _scales(cfg: ExtractConfig, up, plan, device: str, enc: _Encoder, own: set[int]):
+    """Scales (L, D) of an 8-bit store, and the encoded features of `own` calibration batches.
+
+    A store that already holds scales (a resumed run, or another shard got there first) keeps
+    them; else a calibration pass over `calibration_batches` computes them (absmax of the fp16
+    states per layer and channel, pipeline/encoding.py).
+    """
+    import zarr
+
+    if store_exists(cfg.out):
+        root = zarr.open_group(str(cfg.out), mode="r")
+        if "scales" in root:
+            have = np.asarray(root["scales"][...], np.float32)
+            if have.any():
+                return have, {}
+    picks = calibration_batches(plan, cfg.calib_seconds)
+    fp16 = _Encoder(enc.layers)
+    acc = AbsMax(len(enc.layers) if enc.layers is not None else up.spec.num_layers, up.spec.dim)
+    kept: dict[str, np.ndarray] = {}
+    for b in picks:
+        results, _ = _run_batch(up, _load(plan[b], up.spec.sample_rate), device, fp16)
+        for uid, x in results:
+            acc.update(x)
+            if b in own:
+                kept[uid] = x
+    if acc.frames == 0:
+        raise RuntimeError(
+            f"{cfg.out}: the calibration sample of {len(picks)} batch(es) gave no usable "
+            "utterance (all failed); check the audio (`pipeline data check`) or use --encoding fp16"
+        )
+    scales = scales_from_absmax(acc.absmax, enc.encoding)
+    return scales, {uid: encode(x, scales, enc.encoding) for uid, x in kept.items()}
 
 
 def _force(out: str, fp: dict, i: int, n: int) -> None:

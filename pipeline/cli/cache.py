@@ -26,13 +26,22 @@ def verify_store(path: str, sample: int = 32) -> list[str]:
     except (StoreError, KeyError, ValueError, OSError) as e:
         return [f"cannot open: {e}"]
     probs = [f"fingerprint lacks field {k!r}" for k in FINGERPRINT_FIELDS if k not in r.fingerprint]
+    if len(r.layers) != r.num_layers or r.layers != sorted(set(r.layers)):
+        probs.append(f"fingerprint lists layers {r.layers} for num_layers {r.num_layers}")
+    if r.fingerprint.get("dtype") != str(r.stored_dtype):
+        probs.append(f"fingerprint dtype {r.fingerprint.get('dtype')!r} does not match encoding {r.encoding} ({r.stored_dtype})")  # fmt: skip
+    if r.scales is not None:
+        if r.scales.shape != (r.num_layers, r.dim):
+            probs.append(f"scales have shape {r.scales.shape}, expected ({r.num_layers}, {r.dim})")
+        elif not (np.isfinite(r.scales).all() and (r.scales > 0).all()):
+            probs.append("scales hold zero, negative or non-finite values: rebuild with --force")
     probs += [f"part {n} is missing (its shard never ran: run it with --shard)" for n in r.missing_parts]  # fmt: skip
     for p in r.parts:
         k, where = len(p.ids), f"part {p.name}"
         if not p.attrs.get("complete"):
             probs.append(f"{where} is not complete ({k} utterances committed): rerun the same `pipeline extract` command to finish it")  # fmt: skip
-        if (p.L, p.D) != (r.num_layers, r.dim) or p.zarr.dtype != np.float16:
-            probs.append(f"{where}: frames are {p.zarr.dtype} (.., {p.L}, {p.D}), fingerprint says float16 (.., {r.num_layers}, {r.dim})")  # fmt: skip
+        if (p.L, p.D) != (r.num_layers, r.dim) or p.zarr.dtype != r.stored_dtype:
+            probs.append(f"{where}: frames are {p.zarr.dtype} (.., {p.L}, {p.D}), fingerprint says {r.stored_dtype} (.., {r.num_layers}, {r.dim})")  # fmt: skip
         if k and (p.offsets[0] != 0 or np.any(p.offsets[1:] != np.cumsum(p.lengths)[:-1])):
             probs.append(f"{where}: offsets are not the running sum of lengths")
         if np.any(p.lengths <= 0):
@@ -65,7 +74,11 @@ def verify_store(path: str, sample: int = 32) -> list[str]:
 
 
 def store_info(path: str) -> dict:
-    """Fingerprint, counts, audio hours, bytes (on disk and raw fp16), failures, read mode."""
+    """Fingerprint, counts, audio hours, bytes (on disk, arrays, raw fp16), failures, read mode.
+
+    `bytes_arrays`: the frames at the stored width plus the scales, without chunk padding,
+    index or metadata (the fair size to compare encodings of one store).
+    """
     from pipeline.store import open_store
 
     r = open_store(path)
@@ -82,6 +95,10 @@ def store_info(path: str) -> dict:
         "hours": frames / r.frame_rate / 3600,
         "bytes_on_disk": on_disk,
         "bytes_raw_fp16": frames * r.num_layers * r.dim * 2,
+        "bytes_arrays": frames * r.num_layers * r.dim * r.stored_dtype.itemsize
+        + (0 if r.scales is None else r.scales.nbytes),
+        "encoding": r.encoding,
+        "layers": r.layers,
         "read_mode": r.mode,
         "failed": r.failed,
     }
@@ -125,7 +142,7 @@ def info(
     for k, v in d["fingerprint"].items():
         console.print(f"  {k:14s} {v}", highlight=False)
     gb = (d["bytes_on_disk"] or 0) / 1e9
-    console.print(f"  {d['utterances']} utterances, {d['frames']} frames, {d['hours']:.3f} audio-h, {gb:.3f} GB on disk ({d['bytes_raw_fp16'] / 1e9:.3f} GB raw fp16)")  # fmt: skip
+    console.print(f"  {d['utterances']} utterances, {d['frames']} frames, {d['hours']:.3f} audio-h, {gb:.3f} GB on disk ({d['bytes_arrays'] / 1e9:.3f} GB of {d['encoding']} arrays, {d['bytes_raw_fp16'] / 1e9:.3f} GB as raw fp16)")  # fmt: skip
     console.print(f"  {len(d['failed'])} failed utterance(s)")
     for f in d["failed"]:
         console.print(f"    {f['id']}: {f['reason']}", highlight=False)

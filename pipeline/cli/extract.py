@@ -55,6 +55,20 @@ def extract(
     compress: str = typer.Option(
         None, "--compress", help="zstd: smaller store, read through zarr (no memory map)."
     ),
+    encoding: str = typer.Option(
+        "fp16",
+        "--encoding",
+        help="fp16 (default) | int8 | fp8: 8-bit stores take half the bytes; a scale per layer "
+        "and channel from a calibration pass (cache/README.md).",
+    ),
+    layers: str = typer.Option(
+        None,
+        "--layers",
+        help="Keep only these hidden states: 0,4,8,12 or ranges a-b / a-b:step (0-12:4); default all.",
+    ),
+    calib_seconds: float = typer.Option(
+        120.0, "--calib-seconds", help="int8/fp8: audio seconds of the calibration sample."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Run a frozen upstream over a manifest and store every layer's hidden states."""
@@ -69,12 +83,15 @@ def extract(
         raise typer.BadParameter(f"--device {device!r}: use cpu, cuda or auto")
     if compress not in (None, "zstd", "none"):
         raise typer.BadParameter(f"--compress {compress!r}: use zstd")
+    if encoding not in ("fp16", "int8", "fp8"):
+        raise typer.BadParameter(f"--encoding {encoding!r}: use fp16, int8 or fp8")
     if cluster and shard:
         raise typer.BadParameter("--cluster runs every shard itself: drop --shard")
     cfg = ExtractConfig(
         model=model, data=str(data), out=out, device=device, whisper_mode=whisper_mode,
         shard=_shard(shard), batch_seconds=batch_seconds, force=force,
         compress=None if compress in (None, "none") else compress, progress=progress,
+        encoding=encoding, layers=layers, calib_seconds=calib_seconds,
     )  # fmt: skip
     try:
         results = run_cluster(cfg, cluster) if cluster else [run(cfg)]
