@@ -75,6 +75,9 @@ def _train_and_score(cfg: dict, steps: int, tmp_path, bs: int = 32, n_train: int
     for split, items in (("dev", dev), ("test", test)):
         emb = task.predict(head, *_batch(items))
         recs[split] = task.score(emb, [u for u, _ in items], split, tmp_path)
+    one_each = [(u, x) for u, x in dev if u.id.endswith("-0")]  # no same-speaker pair
+    emb = task.predict(head, *_batch(one_each))
+    recs["dev_one_each"] = task.score(emb, [u for u, _ in one_each], "dev", tmp_path)
     return task, recs
 
 
@@ -85,6 +88,9 @@ def test_simple_head_separates_unseen_speakers(tmp_path):
     assert test["trials"].endswith("trials.tsv") and test["num_trials"] > 100
     assert test["value"] < 0.1, recs
     assert recs["dev"]["trials"] == "built" and recs["dev"]["value"] < 0.1
+    proto = recs["dev_one_each"]
+    assert proto["trials"] == "prototypes" and proto["num_trials"] == 30 * 30
+    assert proto["value"] < 0.1, recs
     assert task.state()["speakers"][:2] == ["tr0", "tr1"]
 
 

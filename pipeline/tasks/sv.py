@@ -13,7 +13,9 @@ Scoring: cosine similarity of L2-normalised embeddings per trial, EER from sciki
 curve (`metrics.eer`). Trials: `DATA_DIR/trials_<split>.tsv`, else `DATA_DIR/trials.tsv` for
 the test split; otherwise they are built from the split's own utterances (every same-speaker
 pair and an equal number of different-speaker pairs, capped at `max_trials`, seeded), which
-is how the dev split gets its early-stopping EER.
+is how the dev split gets its early-stopping EER. A split with no same-speaker pair (e.g. one
+held-out utterance per train speaker) is scored instead against the train speakers' AM-softmax
+weight vectors: each utterance gives 1 target and N-1 non-target trials (`trials: prototypes`).
 
 Legend: B batch, T frames, D feature width, E embedding width, N train speakers.
 """
@@ -150,7 +152,7 @@ class SpeakerVerification(Task):
         trial_seed: 0
 
     predict() gives L2-normalised embeddings (E,) on CPU; score() gives metric "eer" (a
-    fraction, lower is better) with `num_trials` and `trials` (where they came from).
+    fraction, lower is better) with `num_trials` and `trials` (a trial file's path, "built" or "prototypes").
     """
 
     name = "sv"
@@ -164,6 +166,7 @@ class SpeakerVerification(Task):
             raise ValueError(f"sv: head must be 'simple' or 'xvector', got {self.head_kind!r}")
         self.speakers: list[str] = sorted({u.speaker for u in train_utts if u.speaker is not None})
         self._index = {s: i for i, s in enumerate(self.speakers)}
+        self._prototypes: torch.Tensor | None = None  # (N, E), set by predict()
 
     def build_head(self, in_dim: int) -> nn.Module:
         c = self.cfg
@@ -198,6 +201,10 @@ class SpeakerVerification(Task):
         self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor
     ) -> list[torch.Tensor]:
         emb = F.normalize(head(feats, lengths).float(), dim=-1).cpu()  # (B, E)
+        # the speakers' AM-softmax weights, for splits without same-speaker pairs (see score)
+        self._prototypes = F.normalize(
+            head.amsoftmax.weight.detach().float(), dim=0
+        ).T.cpu()  # (N, E)
         return list(emb)
 
     def trials_for(
@@ -224,9 +231,7 @@ class SpeakerVerification(Task):
                 f"(e.g. {missing[:5]}); add them to {split}.jsonl or fix the trial list"
             )
         if not trials:
-            raise ValueError(
-                f"sv: no trials for the {split} split ({source}); it needs at least two speakers with two utterances"
-            )
+            return self._score_prototypes(emb, utts, split)
         a = torch.stack([emb[x] for _, x, _ in trials])  # (N, E)
         b = torch.stack([emb[y] for _, _, y in trials])
         scores = F.cosine_similarity(a, b, dim=-1).numpy()
@@ -239,6 +244,30 @@ class SpeakerVerification(Task):
             split,
             num_trials=len(trials),
             trials=source,
+        )
+
+    def _score_prototypes(
+        self, emb: dict[str, torch.Tensor], utts: list[Utterance], split: str
+    ) -> dict:
+        """EER of utterances of train speakers against every train speaker's AM-softmax weight vector
+        (1 target and N-1 non-target trials each): the fallback for a split with no same-speaker pair."""
+        known = [u for u in utts if self.target(u) >= 0]
+        if self._prototypes is None or not known or len(self.speakers) < 2:
+            raise ValueError(
+                f"sv: no trials for the {split} split: it has no trial file, no two utterances of one "
+                f"speaker, and no utterance of a train speaker; add trials_{split}.tsv to the data dir"
+            )
+        x = torch.stack([emb[u.id] for u in known])  # (U, E)
+        scores = x @ self._prototypes.T  # (U, N) cosine: both sides unit length
+        labels = F.one_hot(torch.tensor([self.target(u) for u in known]), scores.shape[1])
+        return metrics_record(
+            self.name,
+            "eer",
+            eer(labels.flatten().numpy(), scores.flatten().numpy()),
+            "lower",
+            split,
+            num_trials=int(labels.numel()),
+            trials="prototypes",
         )
 
     def state(self) -> dict:
