@@ -57,6 +57,7 @@ __all__ = [
     "MisalignedStoresError",
     "MissingUtterancesError",
     "make_loader",
+    "stores_info",
 ]
 
 
@@ -336,6 +337,26 @@ class FeatureLoader:
             "lengths": lengths,
             "utts": [self.dataset.utts[i] for i in index],
         }
+
+
+def stores_info(stores: Sequence[Any]) -> list[dict]:
+    """What a run saw of each store: [{store, upstream, encoding, layers, num_layers, dim}].
+
+    Readers without the 8-bit/subset attributes (older or fake stores) count as fp16, all layers.
+    """
+    out = []
+    for s in stores:
+        L = int(s.num_layers)
+        fp = getattr(s, "fingerprint", {}) or {}
+        out.append({
+            "store": _store_name(s),
+            "upstream": fp.get("upstream"),
+            "encoding": str(getattr(s, "encoding", "fp16")),
+            "layers": [int(i) for i in (getattr(s, "layers", None) or range(L))],
+            "num_layers": L,
+            "dim": int(s.dim),
+        })  # fmt: skip
+    return out
 
 
 def make_loader(
