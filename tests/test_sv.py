@@ -141,3 +141,11 @@ def test_trial_with_unknown_id_names_it(tmp_path):
         task.score(
             [torch.ones(4)], [Utterance("a", "x", 1, 16000, "test", speaker="s1")], "test", tmp_path
         )
+
+
+def test_simple_head_trains_on_a_batch_of_one():
+    task = build_task("sv", {"emb_dim": 8}, [Utterance("a", "x", 1, 16000, "train", speaker="s1")])
+    head = task.build_head(4)
+    loss = task.loss(head, torch.randn(1, 5, 4), torch.tensor([5]), task.collate([0]))
+    loss.backward()
+    assert torch.isfinite(loss)

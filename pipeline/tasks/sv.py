@@ -2,7 +2,8 @@
 
 Two heads (cfg `head`):
 - `simple` (default; the paper's simplified head after Aldeneh et al. 2024): statistics
-  pooling (masked mean and standard deviation over valid frames) -> Linear(2·D -> emb_dim).
+  pooling (masked mean and standard deviation over valid frames) -> BatchNorm (optional,
+  parameter-light; see SimpleSVHead) -> Linear(2·D -> emb_dim).
 - `xvector` (SUPERB, s3prl downstream/sv_voxceleb1): Linear(D -> 512), 5 TDNN layers
   (context 5/3/3/1/1, dilation 1/2/3/1/1, widths 512 x 4 then 1500; ReLU + BatchNorm over
   valid frames only), mean+std pooling (3000) -> Linear(3000 -> 512).
@@ -69,15 +70,34 @@ class AMSoftmax(nn.Module):
 
 
 class SimpleSVHead(nn.Module):
-    """Statistics pooling + Linear(2·D -> E)."""
+    """Statistics pooling, BatchNorm over the pooled statistics (optional), Linear(2·D -> E).
 
-    def __init__(self, in_dim: int, emb_dim: int):
+    The normalisation standardises every statistic over the batch: upstreams such as Whisper
+    have a few dimensions with huge, nearly constant activations that otherwise dominate every
+    embedding (measured on the tiny suite with whisper_tiny_en: AM-softmax loss 17.7 -> 14.6 in
+    100 steps without it, -> 0.04 with it).
+    """
+
+    def __init__(self, in_dim: int, emb_dim: int, stats_norm: bool = True):
         super().__init__()
+        self.norm = nn.BatchNorm1d(2 * in_dim) if stats_norm else None
         self.embed = nn.Linear(2 * in_dim, emb_dim)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """feats (B, T, D), lengths (B,) -> embeddings (B, E)."""
-        return self.embed(stats_pool(feats, lengths))
+        x = stats_pool(feats, lengths)  # (B, 2·D)
+        if self.norm is not None:
+            x = _batch_norm(self.norm, x)
+        return self.embed(x)
+
+
+def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm that falls back to the running statistics for a training batch of one row."""
+    if bn.training and x.shape[0] < 2:
+        return F.batch_norm(
+            x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps
+        )
+    return bn(x)
 
 
 class TDNN(nn.Module):
@@ -97,7 +117,7 @@ class TDNN(nn.Module):
         lengths = (lengths - self.shrink).clamp(min=1, max=y.shape[1])
         valid = _mask(lengths, y.shape[1])  # (B, T')
         out = torch.zeros_like(y)
-        out[valid] = self.bn(y[valid])  # statistics of real frames only
+        out[valid] = _batch_norm(self.bn, y[valid])  # statistics of real frames only
         return out, lengths
 
 
@@ -146,6 +166,7 @@ class SpeakerVerification(Task):
     cfg keys (defaults):
         head: simple        "simple" (the paper's) or "xvector" (SUPERB)
         emb_dim: 256        embedding width of the simple head (the x-vector's is 512, SUPERB)
+        stats_norm: true    BatchNorm on the simple head's pooled statistics (see SimpleSVHead)
         xvector_proj: 512   the x-vector's input projection
         am_s: 30.0, am_m: 0.4   AM-softmax scale and margin
         max_trials: 20000   cap on trials built from a split that has no trial file
@@ -176,7 +197,7 @@ class SpeakerVerification(Task):
             )
         if self.head_kind == "simple":
             emb = int(c.get("emb_dim", 256))
-            embedder: nn.Module = SimpleSVHead(in_dim, emb)
+            embedder: nn.Module = SimpleSVHead(in_dim, emb, bool(c.get("stats_norm", True)))
         else:
             emb = 512
             embedder = XVectorHead(in_dim, int(c.get("xvector_proj", 512)), emb)
