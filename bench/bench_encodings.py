@@ -1,0 +1,169 @@
+"""The metric with fp16, int8 and fp8 stores side by side (issue 7 part 4).
+
+Usage: .venv/bin/python bench/bench_encodings.py [--preset tiny|demo] [--suite DIR]
+       [--models whisper_tiny_en,whisper_base] [--tasks asr_en,ml_asr,sv,er]
+       [--seeds 0,1,2] [--encodings fp16,int8,fp8] [--whisper-mode trim] [--interface ws]
+       [--work DIR] [--md FILE] [--threads N] [--device cpu]
+
+For every task of the built-in offline suite and every upstream, stage one writes one store per
+encoding (`stages.extract.run`, the code behind `pipeline extract --encoding`); `pipeline cache
+verify` must pass on each. Then stage two trains the same run from each store (`stages.train`,
+the code behind `pipeline train`: the task's default config, the ws interface, the same seeds
+and steps), and the test metric of best-on-dev is read from metrics.json. The fp16 runs over
+the seeds give the run-to-run spread (max - min); an 8-bit encoding is "within" when the mean of
+its seeds differs from fp16's mean by at most that spread. Bytes: the encoded arrays (frames +
+scales, no chunk padding) and the whole store on disk, each ÷ the fp16 twin's.
+
+Prints a markdown table and writes it to --md (default WORK/encodings.md) with the raw numbers
+in WORK/encodings.json. Finished runs are reused when the script is run again (delete WORK to
+start over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from pipeline.cli.cache import store_info, verify_store
+from pipeline.data.synth import synthesize
+from pipeline.upstreams.registry import load_upstream
+from stages.config import resolve_config
+from stages.extract import ExtractConfig, run
+from stages.train import train
+
+TASK_DIR = {"asr_en": "asr_en", "ml_asr": "ml_asr", "sv": "sv", "er": "er"}
+
+
+def extract_all(args, up, model: str, data: Path, work: Path) -> dict[str, dict]:
+    """One store per encoding for (model, task): {encoding: {path, seconds, info}}."""
+    out = {}
+    for enc in args.encodings:
+        path = work / "cache" / data.name / f"{model}-{enc}.zarr"
+        t0 = time.perf_counter()
+        cfg = ExtractConfig(model=model, data=str(data), out=str(path), device=args.device,
+                            whisper_mode=args.whisper_mode, progress=False, encoding=enc)  # fmt: skip
+        res = run(cfg, upstream=up)
+        secs = time.perf_counter() - t0
+        probs = verify_store(str(path))
+        if probs:
+            raise SystemExit(f"pipeline cache verify failed on {path}: {probs}")
+        out[enc] = {"path": str(path), "seconds": secs if res.written else None, "info": store_info(str(path))}  # fmt: skip
+    return out
+
+
+def train_one(args, model: str, task: str, data: Path, store: str, enc: str, seed: int, work: Path) -> dict:  # fmt: skip
+    run_dir = work / "runs" / model / task / f"{enc}-s{seed}"
+    metrics = run_dir / "metrics.json"
+    if not metrics.exists():
+        cfg = resolve_config(
+            interface=args.interface, models=model, task=task, data=data, cache="",
+            out=run_dir, stores=[store], sets=[f"train.seed={seed}", f"train.threads={args.threads}"],
+            device=args.device,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        train(cfg, force=True, progress=False)
+        (run_dir / "bench_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    recs = {r["split"]: r for r in json.loads(metrics.read_text())}
+    test = recs["test"]
+    return {"value": float(test["value"]), "metric": test["metric"], "direction": test.get("direction")}  # fmt: skip
+
+
+def summarize(results: list[dict], encodings: list[str]) -> tuple[str, list[dict]]:
+    """Markdown table and rows: per (task, model), mean per encoding, fp16 spread, verdicts."""
+    header = ["task (metric)", "upstream"]
+    header += [f"{e} mean (seeds)" for e in encodings]
+    header += ["fp16 spread"] + [f"{e} Δ" for e in encodings if e != "fp16"]
+    header += [f"{e} bytes ÷ fp16 (arrays / disk)" for e in encodings if e != "fp16"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
+    for r in results:
+        vals = {e: [x["value"] for x in r["runs"][e]] for e in encodings}
+        means = {e: statistics.fmean(v) for e, v in vals.items()}
+        spread = max(vals["fp16"]) - min(vals["fp16"])
+        cells = [f"{r['task']} ({r['metric']})", r["model"]]
+        cells += [f"{means[e]:.3f} ({', '.join(f'{v:.3f}' for v in vals[e])})" for e in encodings]
+        cells.append(f"{spread:.3f}")
+        verdict = {}
+        for e in encodings:
+            if e == "fp16":
+                continue
+            d = means[e] - means["fp16"]
+            verdict[e] = abs(d) <= spread + 1e-9
+            cells.append(f"{d:+.3f} {'within' if verdict[e] else 'OUTSIDE'}")
+        for e in encodings:
+            if e == "fp16":
+                continue
+            b, b16 = r["bytes"][e], r["bytes"]["fp16"]
+            cells.append(f"{b['arrays'] / b16['arrays']:.3f} / {b['disk'] / b16['disk']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+        rows.append({**r, "means": means, "spread": spread, "within": verdict})
+    return "\n".join(lines), rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "demo"])
+    ap.add_argument(
+        "--suite", default=None, help="suite dir (default WORK/suite-PRESET, synthesised)"
+    )
+    ap.add_argument("--models", default="whisper_tiny_en,whisper_base")
+    ap.add_argument("--tasks", default="asr_en,ml_asr,sv,er")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--encodings", default="fp16,int8,fp8")
+    ap.add_argument("--whisper-mode", default="trim")
+    ap.add_argument("--interface", default="ws")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--work", default="cache/bench_encodings")
+    ap.add_argument("--md", default=None)
+    args = ap.parse_args()
+    args.encodings = args.encodings.split(",")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(args.work) / args.preset
+    suite = Path(args.suite) if args.suite else work / f"suite-{args.preset}"
+    synthesize(suite, preset=args.preset, seed=0)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = []
+    t_start = time.perf_counter()
+    for model in args.models.split(","):
+        up = load_upstream(model, device=args.device, whisper_mode=args.whisper_mode)
+        for task in args.tasks.split(","):
+            data = suite / TASK_DIR[task]
+            stores = extract_all(args, up, model, data, work)
+            runs = {e: [] for e in args.encodings}
+            for seed in seeds:
+                for enc in args.encodings:
+                    runs[enc].append(train_one(args, model, task, data, stores[enc]["path"], enc, seed, work))  # fmt: skip
+            b = {e: {"arrays": s["info"]["bytes_arrays"], "disk": s["info"]["bytes_on_disk"]} for e, s in stores.items()}  # fmt: skip
+            ext = {e: s["seconds"] for e, s in stores.items()}
+            results.append({"task": task, "model": model, "metric": runs["fp16"][0]["metric"],
+                            "direction": runs["fp16"][0]["direction"], "runs": runs, "bytes": b,
+                            "extract_seconds": ext})  # fmt: skip
+            print(f"[{time.perf_counter() - t_start:6.0f} s] {model} {task}: " + ", ".join(
+                f"{e} {statistics.fmean(x['value'] for x in runs[e]):.3f}" for e in args.encodings), flush=True)  # fmt: skip
+    table, rows = summarize(results, args.encodings)
+    head = (
+        f"preset `{args.preset}`, whisper mode `{args.whisper_mode}`, interface `{args.interface}`, "
+        f"seeds {seeds}, device {args.device}, the tasks' default configs (stages/config.py); "
+        f"test metric of best-on-dev, fractions (WER/CER/EER lower is better, accuracy higher)."
+    )
+    md = head + "\n\n" + table + "\n"
+    print(md)
+    ok = all(all(r["within"].values()) for r in rows)
+    ratio = max(r["bytes"][e]["arrays"] / r["bytes"]["fp16"]["arrays"] for r in rows for e in args.encodings if e != "fp16")  # fmt: skip
+    print(f"8-bit within the fp16 spread on every task: {ok}; largest bytes ratio (arrays) {ratio:.3f} (goal <= 0.52)")  # fmt: skip
+    md_path = Path(args.md) if args.md else work / "encodings.md"
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(md)
+    (work / "encodings.json").write_text(json.dumps(rows, indent=2, default=str))
+    print(f"wrote {md_path} and {work / 'encodings.json'} in {time.perf_counter() - t_start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
