@@ -66,6 +66,7 @@ def test_er_probe_finds_the_label_layer_and_noise_stays_at_chance(tmp_path):
     assert layers[1]["test"]["value"] < 0.45  # 4 classes, 80 test utterances: chance ± noise
     assert doc["models"]["fake"]["best_layer"] == {
         "split": "dev",
+        "metric": "accuracy",
         "layer": 0,
         "value": layers[0]["dev"]["value"],
     }
@@ -117,6 +118,7 @@ def test_ctc_probe_reads_characters_from_the_right_layer():
     res = probe_store(
         FakeStore(arrays), "fake", "asr_en", splits, None, ProbeConfig(steps=300, lr=2e-2)
     )
+    assert res["best_layer"]["metric"] == "cer" and res["best_layer"]["layer"] == 0
     cer_signal = res["layers"][0]["test"]["cer"]
     cer_noise = res["layers"][1]["test"]["cer"]
     assert cer_signal < 0.3

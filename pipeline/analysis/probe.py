@@ -39,6 +39,20 @@ CLASSIFIER_TASKS = ("er", "sv")
 CTC_TASKS = ("asr", "asr_en", "ml_asr")
 DEFAULT_STEPS = {"classifier": 300, "ctc": 600}
 DEFAULT_LR = {"classifier": 1e-2, "ctc": 5e-3}
+# What ranks layers and is plotted, where it differs from the task's metric: a linear CTC probe
+# rarely spells whole words (WER ~ 1 for every layer), its CER still orders the layers.
+PROBE_METRIC = {"asr": "cer", "asr_en": "cer"}
+
+
+def probe_metric(task_name: str, task_metric: str) -> str:
+    return PROBE_METRIC.get(task_name, task_metric)
+
+
+def metric_value(rec: dict, key: str) -> float | None:
+    """`key` of a metrics record: its `value` when `key` is its metric, else the extra field."""
+    if rec.get("metric") == key:
+        return rec["value"]
+    return rec.get(key)
 
 
 @dataclass
@@ -260,11 +274,13 @@ def probe_store(
         rec["depth"] = rec["layer"] / max(1, L - 1)
     out = {"num_layers": L, "dim": int(reader.dim), "store": str(getattr(reader, "path", "")),
            "config": asdict(rcfg), "layers": layers}  # fmt: skip
-    ref = "dev" if all(r.get("dev", {}).get("metric") == task.metric for r in layers) else "test"
-    if all(r.get(ref, {}).get("metric") == task.metric for r in layers):
-        vals = [r[ref]["value"] for r in layers]
-        best = int(np.argmax(vals) if task.direction == "higher" else np.argmin(vals))
-        out["best_layer"] = {"split": ref, "layer": best, "value": vals[best]}
+    key = probe_metric(task_name, task.metric)
+    for ref in ("dev", "test"):
+        vals = [metric_value(r.get(ref, {}), key) for r in layers]
+        if all(v is not None for v in vals):
+            best = int(np.argmax(vals) if task.direction == "higher" else np.argmin(vals))
+            out["best_layer"] = {"split": ref, "metric": key, "layer": best, "value": vals[best]}
+            break
     return out
 
 
@@ -280,6 +296,7 @@ def run_probes(
     doc = {
         "task": task_name,
         "metric": task.metric,
+        "probe_metric": probe_metric(task_name, task.metric),  # ranks layers; the PNG's y axis
         "direction": task.direction,
         "chance": chance_level(task_name, splits),
         "x_axis": "relative depth = layer index / (L - 1); layer 0 is the first hidden state",
@@ -301,16 +318,17 @@ def write_probe(doc: dict, out: str | Path, split: str = "test") -> tuple[Path, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"probe_{doc['task']}"
+    key = doc.get("probe_metric", doc["metric"])
     curves = {
-        name: [(r["depth"], r[split]["value"]) for r in m["layers"] if split in r]
+        name: [(r["depth"], metric_value(r[split], key)) for r in m["layers"] if split in r]
         for name, m in doc["models"].items()
     }
     curves = {k: v for k, v in curves.items() if v}
     png = out / f"{stem}.png"
-    title = f"linear probe per layer: {doc['task']} {doc['metric']} on {split}"
+    title = f"linear probe per layer: {doc['task']} {key} on {split}"
     probe_curve(
         curves,
-        f"{doc['metric']} ({split}, {doc['direction']} is better)",
+        f"{key} ({split}, {doc['direction']} is better)",
         title,
         png,
         doc["chance"],

@@ -100,7 +100,7 @@ def probe(
     for name, m in doc["models"].items():
         best = m.get("best_layer")
         if best:
-            typer.echo(f"{name}: best layer {best['layer']}/{m['num_layers'] - 1} ({best['split']} {doc['metric']} {best['value']:.3f})")  # fmt: skip
+            typer.echo(f"{name}: best layer {best['layer']}/{m['num_layers'] - 1} ({best['split']} {best['metric']} {best['value']:.3f})")  # fmt: skip
     typer.echo(str(js))
     typer.echo(str(png))
 
