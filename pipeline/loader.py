@@ -342,19 +342,22 @@ class FeatureLoader:
 def stores_info(stores: Sequence[Any]) -> list[dict]:
     """What a run saw of each store: [{store, upstream, encoding, layers, num_layers, dim}].
 
-    Readers without the 8-bit/subset attributes (older or fake stores) count as fp16, all layers.
+    Readers without the 8-bit/subset attributes (older or fake stores) count as fp16, all layers;
+    an Upstream (on-the-fly features) as encoding "onthefly", every state. For metrics.json:
+    `rec["stores"] = stores_info(setup.sources)`.
     """
     out = []
     for s in stores:
-        L = int(s.num_layers)
+        spec = getattr(s, "spec", None)  # an Upstream (on-the-fly features): every state
+        L = int(spec.num_layers if spec is not None else s.num_layers)
         fp = getattr(s, "fingerprint", {}) or {}
         out.append({
-            "store": _store_name(s),
-            "upstream": fp.get("upstream"),
-            "encoding": str(getattr(s, "encoding", "fp16")),
+            "store": None if spec is not None else _store_name(s),
+            "upstream": spec.name if spec is not None else fp.get("upstream"),
+            "encoding": str(getattr(s, "encoding", "fp16" if spec is None else "onthefly")),
             "layers": [int(i) for i in (getattr(s, "layers", None) or range(L))],
             "num_layers": L,
-            "dim": int(s.dim),
+            "dim": int(spec.dim if spec is not None else s.dim),
         })  # fmt: skip
     return out
 
