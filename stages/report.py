@@ -5,7 +5,7 @@
 Writes `table.md` (rows grouped like the paper's Table I: sections of upstream sets × interfaces,
 one column per task with its metric and direction, the best value of each section in bold),
 `languages.md` (ml_asr CER per language, laid out like the paper's Table III), `metrics.json`
-(flat, for `dvc metrics show`), `curves/<run>.csv` (step, train_loss, dev; for `dvc plots show`)
+(flat, for `dvc metrics show`), `curves/<column>.csv` (step, run, dev %, train_loss; `dvc plots show`)
 and `figures/*.png` (what each interface learned; stages/report_figures.py).
 
 With a config (params.yaml or configs/*.yaml) the rows, their order and the labels come from
@@ -176,7 +176,7 @@ def cell(row: Row, col: str, runs: dict[str, RunResult], split: str) -> Cell:
 
 
 def best_marks(rows: list[Row], values: list[float | None], direction: str) -> list[bool]:
-    """True where a value is the best of its (table, section) group (ties all marked)."""
+    """True where a value is the best of its (table, section) group (ties all marked, unless all tie)."""
     marks = [False] * len(rows)
     groups: dict[tuple[str, str], list[int]] = {}
     for i, r in enumerate(rows):
@@ -186,6 +186,8 @@ def best_marks(rows: list[Row], values: list[float | None], direction: str) -> l
         if not vals:
             continue
         best = max(vals) if direction == "higher" else min(vals)
+        if len(vals) > 1 and all(round(v, 6) == round(best, 6) for v in vals):
+            continue  # every row ties: nothing to mark
         for i in idx:
             marks[i] = values[i] is not None and round(values[i], 6) == round(best, 6)
     return marks
@@ -203,23 +205,35 @@ def _members_resolved(row: Row, runs: dict[str, RunResult]) -> list[str]:
     return list(row.members)
 
 
-def write_curves(runs: dict[str, RunResult], out_dir: Path) -> list[Path]:
-    """One CSV per run with a log: step, train_loss, dev (the dev metric, as logged)."""
+def write_curves(layout: Layout, runs: dict[str, RunResult], out_dir: Path) -> list[Path]:
+    """One CSV per task column, long format: step, run (row label), dev (the dev metric in %),
+    train_loss. dvc.yaml plots each file with .dvc/plots/runs.json (one line per run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.csv"):
         old.unlink()
     written = []
-    for key, r in runs.items():
-        if not r.log:
-            continue
-        path = out_dir / f"{key}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["step", "train_loss", "dev"])
-            for line in r.log:
-                dev = next((v for k, v in line.items() if k.startswith("dev_")), line.get("dev"))
-                w.writerow([line.get("step"), line.get("train_loss"), dev])
-        written.append(path)
+    for col in layout.columns:
+        lines = []
+        for row in layout.rows:
+            for k in row.cells.get(col, []):
+                if k not in runs or not runs[k].log:
+                    continue
+                label = f"{set_label(layout, row.members)} · {INTERFACE_LABEL.get(row.interface, row.interface)}"
+                if k in layout.group_of:
+                    label += f" · {layout.group_of[k]}"
+                for line in runs[k].log:
+                    dev = next(
+                        (v for n, v in line.items() if n.startswith("dev_")), line.get("dev")
+                    )
+                    dev = None if dev is None else round(100 * float(dev), 4)
+                    lines.append([line.get("step"), label, dev, line.get("train_loss")])
+        if lines:
+            path = out_dir / f"{col}.csv"
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["step", "run", "dev", "train_loss"])
+                w.writerows(lines)
+            written.append(path)
     return written
 
 
@@ -245,6 +259,6 @@ def write_report(
     paths["metrics"].write_text(
         json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8"
     )
-    write_curves(runs, out / "curves")
+    write_curves(layout, runs, out / "curves")
     paths.update(write_figures(layout, runs, out / "figures"))
     return paths

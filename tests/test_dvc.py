@@ -103,6 +103,8 @@ def _repo(tmp: Path, params_text: str) -> Path:
         "report.py",
         "report_tables.py",
         "report_figures.py",
+        "train.py",  # dependencies of the train stages (not imported here)
+        "config.py",
     ):
         shutil.copy(ROOT / "stages" / name, repo / "stages" / name)
     for d in ("upstreams", "interfaces", "tasks"):

@@ -149,10 +149,13 @@ def test_languages_md_per_language(default_report):
 
 def test_curves_and_figures(default_report):
     tmp, paths = default_report
-    curves = sorted((tmp / "results" / "curves").glob("*.csv"))
-    assert len(curves) == 32
-    lines = curves[0].read_text().splitlines()
-    assert lines[0] == "step,train_loss,dev" and len(lines) == 4
+    curves = sorted(p.name for p in (tmp / "results" / "curves").glob("*.csv"))
+    assert curves == ["asr_en.csv", "er.csv", "ml_asr.csv", "sv.csv"]
+    lines = (tmp / "results" / "curves" / "sv.csv").read_text().splitlines()
+    assert (
+        lines[0] == "step,run,dev,train_loss" and len(lines) == 1 + 8 * 3
+    )  # 8 runs x 3 evaluations
+    assert lines[1].startswith("10,Whisper tiny.en · WS,")
     for name in ("ws_layer_weights", "gumd_layer_selection", "hconv_layer_norms"):
         p = paths[name]
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
