@@ -16,10 +16,25 @@ app = typer.Typer(
 
 from pipeline.cli import analyze, cache, data, evaluate, extract, report, train  # noqa: E402
 
-app.add_typer(data.app, name="data", help="Create the built-in offline suite or import a real corpus into manifests.")
+app.add_typer(
+    data.app,
+    name="data",
+    help="Create the built-in offline suite or import a real corpus into manifests.",
+)
 app.add_typer(cache.app, name="cache", help="Inspect and verify feature stores.")
-app.add_typer(analyze.app, name="analyze", help="Layer-wise probes and cross-model layer similarity from stores.")
-app.command("extract", help="Stage one: run a frozen upstream over a manifest and store every layer's hidden states.")(extract.extract)
-app.command("train", help="Stage two: train an interface and a task head from cached stores.")(train.train)
+app.add_typer(
+    analyze.app,
+    name="analyze",
+    help="Layer-wise probes and cross-model layer similarity from stores.",
+)
+app.command(
+    "extract",
+    help="Stage one: run a frozen upstream over a manifest and store every layer's hidden states.",
+)(extract.extract)
+app.command("train", help="Stage two: train an interface and a task head from cached stores.")(
+    train.train
+)
 app.command("evaluate", help="Re-score a trained run from its best checkpoint.")(evaluate.evaluate)
-app.command("report", help="Collect run directories into results/table.md, metrics and figures.")(report.report)
+app.command("report", help="Collect run directories into results/table.md, metrics and figures.")(
+    report.report
+)
