@@ -229,6 +229,7 @@ def _ran(out: str) -> list[str]:
     return sorted(ln.split("'")[1] for ln in out.splitlines() if ln.startswith("Running stage"))
 
 
+@pytest.mark.slow  # about a dozen DVC invocations: ~30 s on an idle 2-core machine
 def test_repro_end_to_end_with_a_fake_pipeline(tmp_path):
     cfg = _small_experiment()
     repo = _repo(tmp_path, _params_text(cfg))
@@ -263,6 +264,10 @@ def test_repro_end_to_end_with_a_fake_pipeline(tmp_path):
     assert _ran(out) == ["report", "train@whisper_base-hconv-er", "train@whisper_base-hconv-sv"]
     sets = json.loads((repo / "runs/whisper_base-hconv-sv/sets.json").read_text())
     assert "interface_args.dim=128" in sets
+    # a sweep: one queued experiment per value (run later by `dvc queue start`, in temp copies)
+    out = dvc(repo, "exp", "run", "--queue", "-S", "interfaces.gumd.linear_steps=25,100")
+    assert out.count("Queued experiment") == 2, out
+    dvc(repo, "queue", "remove", "--all")
     # a structural edit without re-planning is refused by the stage command
     stale = make_plan(cfg).generated()
     cfg["table"][0]["interfaces"] = ["ws"]
