@@ -143,8 +143,7 @@ class StoreWriter:
         L, D = self.L, self.D
         if name not in root:
             g = root.create_group(name)
-            item = self.dtype.itemsize
-            C = chunk_frames or chunk_frames_for(L * D * item, CHUNK_BYTES * item // 2)
+            C = chunk_frames or chunk_frames_for(L * D, CHUNK_BYTES // 2)  # same for every encoding
             comp = None if compressor is None else zarr.codecs.ZstdCodec(level=3)
             if compressor not in (None, "zstd"):
                 raise StoreError(f"unknown compressor {compressor!r}; use none or zstd")

@@ -41,7 +41,6 @@ from pipeline.encoding import (
     encode,
     is_8bit,
     scales_from_absmax,
-    stored_dtype,
 )
 from pipeline.layers import parse_layers
 from pipeline.store import (
@@ -323,14 +322,15 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     calibrated: dict[str, np.ndarray] = {}  # id -> stored values, for this shard's sample batches
     if is_8bit(encoding):
         enc.scales, calibrated = _scales(cfg, up, plan, device, enc, own=set(range(i, len(plan), n)))  # fmt: skip
-    # ~8 MiB chunks at fp16 (the same frames a chunk for 8-bit); smaller for small stores, whose
-    # zero-padded last chunk would dominate
-    L, D, item = len(layers), up.spec.dim, stored_dtype(encoding).itemsize
+    # ~8 MiB chunks at fp16; smaller for small stores, whose zero-padded last chunk would
+    # dominate. Frames a chunk are page-aligned at one byte a value, so every encoding of a
+    # store gets the same chunk frames (and pads the same frames: 8-bit bytes stay 0.5x fp16's)
+    L, D = len(layers), up.spec.dim
     est = sum(up.num_frames(round(u.duration * up.spec.sample_rate)) for b in mine for u in b)
-    target = min(CHUNK_BYTES, max(1 << 20, est * L * D * 2 // 16)) * item // 2
+    target = min(CHUNK_BYTES, max(1 << 20, est * L * D * 2 // 16))  # bytes of an fp16 chunk
     aw = None
     writer = StoreWriter(cfg.out, fp, shard=(i, n), compressor=cfg.compress, scales=enc.scales,
-                         chunk_frames=chunk_frames_for(L * D * item, target))  # fmt: skip
+                         chunk_frames=chunk_frames_for(L * D, target // 2))  # fmt: skip
     try:
         done = writer.done_ids
         todo = [b for b in mine if any(u.id not in done for u in b)]  # whole batches: same numbers
