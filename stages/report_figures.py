@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stages.report import Layout, RunResult
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+FUSED = "#666666"
 
 
 def ws_weights(summary: dict) -> list[np.ndarray] | None:
@@ -88,7 +89,7 @@ def _plot(
     ylabel: str,
     xlabel: str,
     path: Path,
-    legend_single: bool,
+    fused_label: str = "",
 ) -> Path | None:
     import matplotlib
 
@@ -102,10 +103,14 @@ def _plot(
         path.unlink(missing_ok=True)
         return None
     fig, axes = plt.subplots(
-        len(rows), len(cols), figsize=(3.3 * len(cols) + 0.6, 2.5 * len(rows) + 0.9), squeeze=False
+        len(rows), len(cols), figsize=(3.3 * len(cols) + 0.6, 2.5 * len(rows) + 1.2), squeeze=False
     )
+    colors: dict[str, str] = {}  # one colour per upstream across the figure
+    used_fused = False
     for ri, (i, r) in enumerate(rows):
         names = [layout.names.get(m, m) for m in _members_resolved(r, runs)]
+        for n in names:
+            colors.setdefault(n, COLORS[len(colors) % len(COLORS)])
         for ci, col in enumerate(cols):
             ax = axes[ri][ci]
             arrays = data.get((i, col))
@@ -116,8 +121,9 @@ def _plot(
             width = 0.8 / n
             for u, a in enumerate(arrays):
                 x = np.arange(len(a)) + (u - (n - 1) / 2) * width
-                label = names[u] if n == len(names) else None
-                ax.bar(x, a, width=width, color=COLORS[u % len(COLORS)], label=label)
+                color = colors[names[u]] if n == len(names) else FUSED  # fused input: grey
+                used_fused = used_fused or color == FUSED
+                ax.bar(x, a, width=width, color=color)
             longest = max(len(a) for a in arrays)
             ax.set_xticks(range(longest))
             ax.tick_params(labelsize=7)
@@ -129,10 +135,14 @@ def _plot(
             if ci == 0:
                 row_name = f"{set_label(layout, r.members)}\n{INTERFACE_LABEL.get(r.interface, r.interface)}"
                 ax.set_ylabel(f"{row_name}\n{ylabel}", fontsize=8)
-            if ci == 0 and (n > 1 or legend_single) and any(names):
-                ax.legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+    labels = list(colors)
+    if used_fused:
+        handles.append(plt.Rectangle((0, 0), 1, 1, color=FUSED))
+        labels.append(fused_label)
+    fig.legend(handles, labels, loc="upper right", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -148,23 +158,22 @@ def write_figures(
     specs = {
         "ws_layer_weights": (
             ("ws",), ws_weights, "Weighted sum: softmax weight of each hidden state, per upstream",
-            "weight", "hidden state (0 = input of the first block)", True,
+            "weight", "hidden state (0 = input of the first block)", "",
         ),
         "gumd_layer_selection": (
             ("gumd",), gumd_shares, "GumD: share of output dimensions selecting each hidden state",
-            "share of dims", "hidden state", True,
+            "share of dims", "hidden state", "",
         ),
         "hconv_layer_norms": (
             ("hconv", "chconv"), hconv_norms,
             "HConv / CHConv: first convolution's weight norm per input hidden state",
-            "weight norm", "hidden state (aligned to the deepest upstream)", False,
+            "weight norm", "hidden state (aligned to the deepest upstream)",
+            "several upstreams (aligned, added or concatenated)",
         ),
     }  # fmt: skip
     written = {}
-    for name, (ifaces, get, title, ylabel, xlabel, legend_single) in specs.items():
-        p = _plot(
-            layout, runs, ifaces, get, title, ylabel, xlabel, out / f"{name}.png", legend_single
-        )
+    for name, (ifaces, get, title, ylabel, xlabel, fused) in specs.items():
+        p = _plot(layout, runs, ifaces, get, title, ylabel, xlabel, out / f"{name}.png", fused)
         if p is not None:
             written[name] = p
     return written
