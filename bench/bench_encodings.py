@@ -109,8 +109,8 @@ def summarize(
         losses = {e: [x.get("loss") for x in r["runs"][e][: len(seeds)]] for e in encodings}
         l16 = [x.get("loss") for x in r["runs"]["fp16"] if x.get("loss") is not None]
         cells.append(
-            " / ".join(f"{statistics.fmean(v):.3f}" if all(x is not None for x in v) else "-" for v in losses.values())
-            + (f" ({max(l16) - min(l16):.3f})" if l16 else "")
+            " / ".join(f"{statistics.fmean(v):.3g}" if all(x is not None for x in v) else "-" for v in losses.values())
+            + (f" ({max(l16) - min(l16):.2g})" if l16 else "")
         )  # fmt: skip
         for e in encodings:
             if e == "fp16":
