@@ -54,6 +54,7 @@ from pipeline.store import (
     remove_store,
     store_exists,
 )
+from stages.extract_encode import Encoder, calibration_batches  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -130,39 +131,10 @@ def plan_batches(
     return batches
 
 
-@dataclass
-class _Encoder:
-    """What happens to each (T, L_full, D) output on the device: keep `layers`, round to fp16
-    (the calibration's view), then encode with `scales` (None: stay fp16)."""
-
-    layers: list[int] | None = None  # None: every state
-    encoding: str = "fp16"
-    scales: np.ndarray | None = None  # (L_kept, D) float32
-    _dev: dict = field(default_factory=dict)
-
-    def __call__(self, o: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """o: (L_full, T, D) on the device -> ((T, L_kept, D) stored values on the CPU, finite)."""
-        if self.layers is not None:
-            o = o[self.layers]
-        h = o.transpose(0, 1).to(torch.float16)  # (T, L, D)
-        finite = bool(torch.isfinite(h).all())
-        if self.scales is None or not finite:
-            return h.contiguous().cpu(), finite
-        s = self._dev.get(h.device)
-        if s is None:
-            s = self._dev[h.device] = torch.from_numpy(self.scales).to(h.device)
-        y = h.float() / s  # the same IEEE float32 ops as encoding.encode: identical bytes
-        if self.encoding == "int8":
-            q = y.round_().clamp_(-127.0, 127.0).to(torch.int8)
-        else:
-            q = y.clamp_(-448.0, 448.0).to(torch.float8_e4m3fn).view(torch.uint8)
-        return q.contiguous().cpu(), finite
-
-
-def _forward(up, wavs: list[np.ndarray], device: str, enc: _Encoder | None = None) -> list[tuple[torch.Tensor, bool]]:  # fmt: skip
+def _forward(up, wavs: list[np.ndarray], device: str, enc: Encoder | None = None) -> list[tuple[torch.Tensor, bool]]:  # fmt: skip
     """[((T_i, L, D) stored values on CPU, finite)] for a batch of waveforms; raises on any model
     error. Default: every state as float16."""
-    enc = enc or _Encoder()
+    enc = enc or Encoder()
     lengths = torch.tensor([len(w) for w in wavs], dtype=torch.long)
     x = torch.zeros(len(wavs), int(lengths.max()))  # (B, S)
     for i, w in enumerate(wavs):
@@ -174,7 +146,7 @@ def _forward(up, wavs: list[np.ndarray], device: str, enc: _Encoder | None = Non
 
 
 def _run_batch(up, loaded: list[tuple[Utterance, np.ndarray | None, str | None]], device: str,
-               enc: _Encoder | None = None):  # fmt: skip
+               enc: Encoder | None = None):  # fmt: skip
     """Features for the loadable utterances of a batch; a failing batch is retried one by one."""
     ok = [(u, w) for u, w, _ in loaded if w is not None]
     failed = [(u.id, err) for u, w, err in loaded if w is None]
@@ -318,7 +290,7 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     plan = plan_batches(utts, up, cfg.whisper_mode, bs, cfg.max_batch)
     mine = plan[i::n]
     res = ExtractResult(store=str(cfg.out), shard=(i, n))
-    enc = _Encoder(None if full else layers, encoding)
+    enc = Encoder(None if full else layers, encoding)
     calibrated: dict[str, np.ndarray] = {}  # id -> stored values, for this shard's sample batches
     if is_8bit(encoding):
         enc.scales, calibrated = _scales(cfg, up, plan, device, enc, own=set(range(i, len(plan), n)))  # fmt: skip
@@ -371,20 +343,7 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     return res
 
 
-def calibration_batches(plan: list[list[Utterance]], seconds: float) -> list[int]:
-    """Indices of evenly spaced whole batches of `plan` holding about `seconds` of audio.
-
-    A pure function of the plan: every shard and every resumed run picks the same batches.
-    """
-    total = sum(u.duration for b in plan for u in b)
-    if not plan:
-        return []
-    stride = max(1, int(np.ceil(total / max(seconds, 1e-9))))
-    stride = min(stride, len(plan))
-    return list(range(stride // 2, len(plan), stride))
-
-
-def _scales(cfg: ExtractConfig, up, plan, device: str, enc: _Encoder, own: set[int]):
+def _scales(cfg: ExtractConfig, up, plan, device: str, enc: Encoder, own: set[int]):
     """Scales (L, D) of an 8-bit store, and the encoded features of `own` calibration batches.
 
     A store that already holds scales (a resumed run, or another shard got there first) keeps
@@ -400,7 +359,7 @@ def _scales(cfg: ExtractConfig, up, plan, device: str, enc: _Encoder, own: set[i
             if have.any():
                 return have, {}
     picks = calibration_batches(plan, cfg.calib_seconds)
-    fp16 = _Encoder(enc.layers)
+    fp16 = Encoder(enc.layers)
     acc = AbsMax(len(enc.layers) if enc.layers is not None else up.spec.num_layers, up.spec.dim)
     kept: dict[str, np.ndarray] = {}
     for b in picks:

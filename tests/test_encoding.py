@@ -88,9 +88,9 @@ def test_codec_error_bounds_saturation_and_torch_agree(enc):
         cast = torch.from_numpy(q).view(torch.float8_e4m3fn).float() * torch.from_numpy(s)
         np.testing.assert_array_equal(cast.numpy(), y)
     # the extraction device path encodes to the same bytes as the numpy codec
-    from stages.extract import _Encoder
+    from stages.extract import Encoder
 
-    got, finite = _Encoder(None, enc, s)(torch.from_numpy(x).transpose(0, 1))
+    got, finite = Encoder(None, enc, s)(torch.from_numpy(x).transpose(0, 1))
     assert finite
     np.testing.assert_array_equal(got.numpy(), q)
 
