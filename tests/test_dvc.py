@@ -229,7 +229,6 @@ def _ran(out: str) -> list[str]:
     return sorted(ln.split("'")[1] for ln in out.splitlines() if ln.startswith("Running stage"))
 
 
-@pytest.mark.slow  # about a dozen DVC invocations: ~30 s on an idle 2-core machine
 def test_repro_end_to_end_with_a_fake_pipeline(tmp_path):
     cfg = _small_experiment()
     repo = _repo(tmp_path, _params_text(cfg))
