@@ -30,6 +30,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from pipeline.loader import stores_info
 from stages.config import RunConfig, from_dict, identity, load_config, save_config, to_dict
 from stages.feed import Setup, build_setup, iter_batches
 
@@ -343,6 +344,7 @@ class Trainer:
             rec, _, _ = score_split(self.setup, split)
             rec.setdefault("interface", self.cfg.interface)
             rec.setdefault("models", list(self.cfg.models))
+            rec.setdefault("stores", stores_info(self.setup.sources))  # encoding + layers seen
             rec.setdefault("best_step", self.state["best_step"])
             records.append(rec)
         (self.run_dir / "metrics.json").write_text(

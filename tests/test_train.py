@@ -58,6 +58,8 @@ def test_run_dir_holds_config_log_metrics_and_summary(er_suite, tmp_path, capsys
     for m in metrics:
         assert m["task"] == "er" and m["metric"] == "accuracy" and m["direction"] == "higher"
         assert m["value"] > 0.6  # chance 0.25: the class sits in layer 1 of up_a
+        # the run records which stored states (and encoding) it saw, one entry per store
+        assert len(m["stores"]) == 2 and all(s["layers"] for s in m["stores"])
     assert isinstance(json.loads((run / "interface_summary.json").read_text()), dict)
     assert (run / "checkpoints" / "best.pt").exists()
 
