@@ -121,7 +121,39 @@ class BiLSTMCTCHead(nn.Module):
         return self.out(self.dropout(y)).log_softmax(dim=-1), lengths
 
 
-class ASR(Task):
+class CTCTask(Task):
+    """Shared by the character-CTC tasks: subclasses provide `encode`, `decode` and a head
+    whose forward(feats (B,T,D), lengths (B,)) returns (log_probs (B,T',V), out_lengths (B,))."""
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def target(self, utt: Utterance) -> torch.Tensor:
+        if utt.text is None:
+            raise ValueError(
+                f"utterance {utt.id!r} has no text; {self.name} needs a transcript for every utterance"
+            )
+        return torch.tensor(self.encode(utt.text), dtype=torch.long)
+
+    def collate(self, targets: list[torch.Tensor]) -> dict:
+        return collate_tokens(targets)
+
+    def loss(
+        self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor, targets: dict
+    ) -> torch.Tensor:
+        log_probs, out_lengths = head(feats, lengths)
+        return ctc_loss(log_probs, out_lengths, targets)
+
+    @torch.no_grad()
+    def predict(self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        log_probs, out_lengths = head(feats, lengths)
+        return [self.decode(ids) for ids in greedy_ctc(log_probs, out_lengths)]
+
+
+class ASR(CTCTask):
     """SUPERB ASR (LibriSpeech-style English): characters, CTC, greedy decoding, WER.
 
     cfg keys (SUPERB defaults):
@@ -170,27 +202,6 @@ class ASR(Task):
     def decode(self, ids: list[int]) -> str:
         chars = [self.vocab[i] for i in ids if i >= len(SPECIALS)]
         return normalize_en("".join(chars).replace("|", " "))
-
-    def target(self, utt: Utterance) -> torch.Tensor:
-        if utt.text is None:
-            raise ValueError(
-                f"utterance {utt.id!r} has no text; the asr task needs a transcript for every utterance"
-            )
-        return torch.tensor(self.encode(utt.text), dtype=torch.long)
-
-    def collate(self, targets: list[torch.Tensor]) -> dict:
-        return collate_tokens(targets)
-
-    def loss(
-        self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor, targets: dict
-    ) -> torch.Tensor:
-        log_probs, out_lengths = head(feats, lengths)
-        return ctc_loss(log_probs, out_lengths, targets)
-
-    @torch.no_grad()
-    def predict(self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        log_probs, out_lengths = head(feats, lengths)
-        return [self.decode(ids) for ids in greedy_ctc(log_probs, out_lengths)]
 
     def score(
         self, outputs: list[Any], utts: list[Utterance], split: str, data_dir: Path | None = None

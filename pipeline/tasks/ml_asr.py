@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from pipeline.data.manifest import Utterance
-from pipeline.tasks.asr import collate_tokens, ctc_loss, greedy_ctc, specaug_from_cfg
-from pipeline.tasks.base import Task, metrics_record
+from pipeline.tasks.asr import CTCTask, specaug_from_cfg
+from pipeline.tasks.base import metrics_record
 from pipeline.tasks.metrics import cer, normalize_ml
 from pipeline.tasks.specaug import SpecAugmentConfig
 
@@ -134,7 +134,7 @@ class TransformerCTCHead(nn.Module):
         return self.ctc(x).log_softmax(dim=-1), out_lengths
 
 
-class MultilingualASR(Task):
+class MultilingualASR(CTCTask):
     """ML-SUPERB ASR (mono-1h / multi-1h): characters, CTC, greedy decoding, CER per language.
 
     cfg keys (ML-SUPERB defaults):
@@ -204,27 +204,6 @@ class MultilingualASR(Task):
 
     def decode(self, ids: list[int]) -> str:
         return normalize_ml("".join(self.vocab[i] for i in ids if i >= len(ML_SPECIALS)))
-
-    def target(self, utt: Utterance) -> torch.Tensor:
-        if utt.text is None:
-            raise ValueError(
-                f"utterance {utt.id!r} has no text; ml_asr needs a transcript for every utterance"
-            )
-        return torch.tensor(self.encode(utt.text), dtype=torch.long)
-
-    def collate(self, targets: list[torch.Tensor]) -> dict:
-        return collate_tokens(targets)
-
-    def loss(
-        self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor, targets: dict
-    ) -> torch.Tensor:
-        log_probs, out_lengths = head(feats, lengths)
-        return ctc_loss(log_probs, out_lengths, targets)
-
-    @torch.no_grad()
-    def predict(self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        log_probs, out_lengths = head(feats, lengths)
-        return [self.decode(ids) for ids in greedy_ctc(log_probs, out_lengths)]
 
     def score(
         self, outputs: list[Any], utts: list[Utterance], split: str, data_dir: Path | None = None
