@@ -49,7 +49,9 @@ class Task:
         """Batch the per-utterance targets (tensors on CPU; the engine moves them to the device)."""
         raise NotImplementedError
 
-    def loss(self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor, targets: Any) -> torch.Tensor:
+    def loss(
+        self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor, targets: Any
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -57,7 +59,9 @@ class Task:
         """Per-utterance outputs: hypothesis strings, class indices or embeddings (CPU)."""
         raise NotImplementedError
 
-    def score(self, outputs: list[Any], utts: list[Utterance], split: str, data_dir: Path | None = None) -> dict:
+    def score(
+        self, outputs: list[Any], utts: list[Utterance], split: str, data_dir: Path | None = None
+    ) -> dict:
         """Metrics in the common schema (see `metrics_record`)."""
         raise NotImplementedError
 
@@ -69,8 +73,16 @@ class Task:
         pass
 
 
-def metrics_record(task: str, metric: str, value: float, direction: str, split: str, **extra: Any) -> dict:
+def metrics_record(
+    task: str, metric: str, value: float, direction: str, split: str, **extra: Any
+) -> dict:
     """The one metrics schema for all tasks. `extra` may hold `per_language` ({lang: cer}) and counts."""
-    rec = {"task": task, "metric": metric, "value": float(value), "direction": direction, "split": split}
+    rec = {
+        "task": task,
+        "metric": metric,
+        "value": float(value),
+        "direction": direction,
+        "split": split,
+    }
     rec.update(extra)
     return rec
