@@ -9,7 +9,7 @@ import torch
 
 from pipeline.data.manifest import Utterance
 from pipeline.tasks import build_task
-from pipeline.tasks.asr import ASR, BLANK, greedy_ctc
+from pipeline.tasks.asr import ASR, BLANK, concat_frames, greedy_ctc
 
 
 @pytest.fixture(autouse=True)
@@ -81,14 +81,46 @@ def test_padding_does_not_change_predictions():
     assert torch.allclose(a, b[:, :12], atol=1e-6)
 
 
-def test_head_learns_synthetic_words():
+def test_concat_frames_stacks_neighbours_and_drops_the_tail():
+    x = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    y, n = concat_frames(x, torch.tensor([5, 3]), 2)
+    assert y.shape == (2, 2, 6) and n.tolist() == [2, 1]
+    assert torch.equal(y[0, 1], torch.cat([x[0, 2], x[0, 3]]))
+    y, n = concat_frames(x[:, :1], torch.tensor([1, 1]), 2)  # shorter than k: one frame kept
+    assert y.shape == (2, 1, 6) and n.tolist() == [1, 1]
+
+
+def test_mvn_and_downsample_ignore_padding():
+    torch.manual_seed(0)
+    task = ASR({"proj": 16, "hidden": 16, "layers": 1, "specaug": False, "mvn": "mean_var", "downsample": 2}, [])  # fmt: skip
+    head = task.build_head(8).eval()
+    x = 5.0 + 3.0 * torch.randn(1, 12, 8)
+    padded = torch.cat([x, torch.randn(1, 7, 8)], dim=1)
+    a, na = head(x, torch.tensor([12]))
+    b, nb = head(padded, torch.tensor([12]))
+    assert na.tolist() == nb.tolist() == [6] and a.shape[1] == 6
+    assert torch.allclose(a, b[:, :6], atol=1e-5)
+    with pytest.raises(ValueError, match="mvn"):
+        ASR({"mvn": "yes"}, []).build_head(8)
+
+
+@pytest.mark.parametrize(
+    "demo", [False, True], ids=["superb-layout", "demo-defaults-mvn-downsample"]
+)
+def test_head_learns_synthetic_words(demo):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     D = 24
     chars = sorted(set("".join(WORDS))) + ["|"]
     protos = {c: 2.0 * torch.randn(D, generator=g) for c in chars}
+    if demo:  # Whisper-like features: a large offset and scale per dimension, which MVN removes
+        offset, scale = 5.0 * torch.randn(D, generator=g), torch.rand(D, generator=g) * 4 + 0.5
+        protos = {c: offset + scale * p for c, p in protos.items()}
     train, test = _corpus(160, 1, "train"), _corpus(40, 2, "test")
-    task = build_task("asr", {"proj": 48, "hidden": 48, "layers": 1, "specaug": False}, train)
+    cfg = {"proj": 48, "hidden": 48, "layers": 1, "specaug": False}
+    if demo:
+        cfg |= {"mvn": "mean_var", "downsample": 2}
+    task = build_task("asr", cfg, train)
     head = task.build_head(D)
     opt = torch.optim.Adam(head.parameters(), lr=5e-3)
     bs = 16

@@ -111,6 +111,9 @@ def _repo(tmp: Path, params_text: str) -> Path:
         (repo / "pipeline" / d).mkdir(parents=True)
         (repo / "pipeline" / d / "__init__.py").write_text("")
     (repo / "pipeline" / "__init__.py").write_text("")
+    (repo / "pipeline" / "data" / "words").mkdir(parents=True)  # synth's dependencies
+    (repo / "pipeline" / "data" / "synth.py").write_text("")
+    (repo / "pipeline" / "data" / "words" / "en.txt").write_text("word\n")
     (repo / "pipeline" / "cli" / "__init__.py").parent.mkdir()
     (repo / "pipeline" / "cli" / "__init__.py").write_text(FAKE_CLI)
     (repo / "pipeline" / "store.py").write_text(FAKE_STORE)

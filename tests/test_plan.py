@@ -110,6 +110,26 @@ def test_paper_plan():
         1e-4,
         2000,
     )
+    # the CPU demo's head shortcuts (stages/config.py TASK_DEFAULTS) must not leak into it
+    assert rc.task_args == {
+        "proj": 1024,
+        "hidden": 1024,
+        "layers": 2,
+        "dropout": 0.2,
+        "specaug": True,
+        "mvn": "none",
+        "downsample": 1,
+    }
+    argv = train_argv(cfg, plan.runs["hubert_base-ws-multi"])
+    rc = resolve_config(interface="ws", models="hubert_base", task="ml_asr", out="r",
+                        sets=[argv[i + 1] for i, a in enumerate(argv) if a == "--set"])  # fmt: skip
+    assert {k: rc.task_args[k] for k in ("pre_dim", "d_model", "heads", "ffn", "blocks")} == {
+        "pre_dim": 80,
+        "d_model": 256,
+        "heads": 8,
+        "ffn": 1024,
+        "blocks": 2,
+    }
     argv = train_argv(cfg, plan.runs["hubert_base-ws-er-fold1"])
     rc = resolve_config(interface="ws", models="hubert_base", task="er", out="r",
                         sets=[argv[i + 1] for i, a in enumerate(argv) if a == "--set"])  # fmt: skip

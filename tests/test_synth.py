@@ -121,6 +121,32 @@ def test_finished_suite_is_not_rebuilt(tiny_suite):
     assert wav.stat().st_mtime_ns == before
 
 
+def test_resized_preset_is_rebuilt(tiny_suite, tmp_path, monkeypatch):
+    """Regression: suite.json recorded the preset's name only, so new sizes kept the old suite."""
+    import dataclasses
+
+    import pipeline.data.synth as synth
+
+    out = tmp_path / "suite"
+    out.mkdir()
+    (out / "suite.json").write_text((tiny_suite / "suite.json").read_text())
+    built = []
+
+    def fake_build(folder, specs, seed, pool):
+        built.append((folder.name, len(specs)))
+        return {s: {"utterances": 0, "seconds": 0.0} for s in SPLITS}
+
+    monkeypatch.setattr(synth, "_build_task", fake_build)
+    synthesize(out, preset="tiny", seed=0)
+    assert built == []  # same sizes: nothing to do
+    bigger = dataclasses.replace(PRESETS["tiny"], asr_en=(20, 12, 12))
+    monkeypatch.setitem(synth.PRESETS, "tiny", bigger)
+    synthesize(out, preset="tiny", seed=0)
+    assert ("asr_en", 44) in built
+    meta = json.loads((out / "suite.json").read_text())
+    assert meta["preset_sizes"]["asr_en"] == [20, 12, 12]
+
+
 def test_word_lists_ship_enough_real_words():
     for lang in ("en", "fr", "de", "ru", "sw", "sv", "ja", "cmn"):
         ws = words(lang)

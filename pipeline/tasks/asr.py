@@ -45,6 +45,37 @@ def specaug_from_cfg(cfg: dict, defaults: SpecAugmentConfig) -> SpecAugment | No
     return SpecAugment(c)
 
 
+def utterance_mvn(
+    x: torch.Tensor, lengths: torch.Tensor, norm_vars: bool, eps: float = 1e-20
+) -> torch.Tensor:
+    """ESPnet UtteranceMVN over valid frames only: x (B, T, D) -> (B, T, D), padding left at zero."""
+    mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(
+        -1
+    )  # (B, T, 1)
+    n = lengths.clamp(min=1).to(x.dtype)[:, None, None]
+    mean = (x * mask).sum(dim=1, keepdim=True) / n  # (B, 1, D)
+    x = (x - mean) * mask
+    if norm_vars:
+        var = (x.pow(2)).sum(dim=1, keepdim=True) / n
+        x = x / var.clamp(min=eps).sqrt()
+    return x
+
+
+def concat_frames(
+    x: torch.Tensor, lengths: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """s3prl's `downsample(..., "concat")`: k adjacent frames side by side, the odd tail dropped.
+
+    x (B, T, D), lengths (B,) -> (B, T // k, k·D), lengths // k (at least 1).
+    """
+    B, T, D = x.shape
+    if T < k:  # a clip shorter than k frames keeps one (zero-padded) frame
+        x = torch.nn.functional.pad(x, (0, 0, 0, k - T))
+        T = k
+    x = x[:, : T - T % k].reshape(B, T // k, k * D)
+    return x, (lengths // k).clamp(min=1)
+
+
 def ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, targets: dict) -> torch.Tensor:
     """CTC (blank 0, zero_infinity) of log_probs (B, T, V) against targets {"tokens" (B, S), "lengths" (B,)}."""
     tokens, tlens = targets["tokens"], targets["lengths"]
@@ -90,10 +121,18 @@ class BiLSTMCTCHead(nn.Module):
         layers: int = 2,
         dropout: float = 0.2,
         specaug: SpecAugment | None = None,
+        mvn: str = "none",
+        downsample: int = 1,
     ):
         super().__init__()
+        if downsample < 1:
+            raise ValueError(f"asr head: downsample must be >= 1, not {downsample}")
+        if mvn not in ("none", "mean", "mean_var"):
+            raise ValueError(f"asr head: mvn must be none, mean or mean_var, not {mvn!r}")
         self.specaug = specaug
-        self.proj = nn.Linear(in_dim, proj)
+        self.mvn = mvn
+        self.downsample = downsample
+        self.proj = nn.Linear(in_dim * downsample, proj)
         self.rnn = nn.LSTM(
             proj,
             hidden,
@@ -113,6 +152,10 @@ class BiLSTMCTCHead(nn.Module):
         """feats (B, T, D), lengths (B,) -> (log_probs (B, T, V), lengths (B,))."""
         if self.specaug is not None:
             feats = self.specaug(feats, lengths)
+        if self.mvn != "none":  # ESPnet's order: SpecAugment, then utterance MVN
+            feats = utterance_mvn(feats, lengths, norm_vars=self.mvn == "mean_var", eps=1e-10)
+        if self.downsample > 1:
+            feats, lengths = concat_frames(feats, lengths, self.downsample)
         x = self.proj(feats)  # (B, T, proj)
         lengths = lengths.clamp(min=1, max=x.shape[1])
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -165,6 +208,13 @@ class ASR(CTCTask):
         specaug_num_freq_mask: 4, specaug_freq_mask_width: [0, 50],
         specaug_num_time_mask: 2, specaug_time_mask_width: [0, 40],
         specaug_time_mask_ratio: null   (s3prl asr's values)
+        mvn: none           utterance mean (`mean`) or mean-and-variance (`mean_var`) normalisation
+                            of the features over each utterance's valid frames, as ESPnet's
+                            UtteranceMVN. s3prl's ASR has none; the demo defaults (stages/config.py)
+                            use mean_var, without which the small head stays on the CTC blank
+                            plateau for the whole short demo run (WER 1.0 after 300 steps).
+        downsample: 1       stack k adjacent frames before the projection (s3prl's RNN
+                            `sample_style: concat`): k× fewer LSTM steps; the demo uses 2 (25 Hz)
 
     Targets: normalised text (`metrics.normalize_en`), spaces as `|`. Outputs of predict():
     hypothesis strings. score(): WER (metric "wer", lower is better) with CER alongside.
@@ -193,6 +243,8 @@ class ASR(CTCTask):
             layers=int(c.get("layers", 2)),
             dropout=float(c.get("dropout", 0.2)),
             specaug=specaug_from_cfg(c, SpecAugmentConfig()),
+            mvn=str(c.get("mvn", "none")),
+            downsample=int(c.get("downsample", 1)),
         )
 
     def encode(self, text: str) -> list[int]:

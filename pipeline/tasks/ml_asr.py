@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from pipeline.data.manifest import Utterance
-from pipeline.tasks.asr import CTCTask, specaug_from_cfg
+from pipeline.tasks.asr import CTCTask, specaug_from_cfg, utterance_mvn
 from pipeline.tasks.base import metrics_record
 from pipeline.tasks.metrics import cer, normalize_ml
 from pipeline.tasks.specaug import SpecAugmentConfig
@@ -40,22 +40,6 @@ ML_SPECAUG = SpecAugmentConfig(
     time_mask_width=(0, 0),
     time_mask_ratio=0.05,
 )
-
-
-def utterance_mvn(
-    x: torch.Tensor, lengths: torch.Tensor, norm_vars: bool, eps: float = 1e-20
-) -> torch.Tensor:
-    """ESPnet UtteranceMVN over valid frames only: x (B, T, D) -> (B, T, D), padding left at zero."""
-    mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(
-        -1
-    )  # (B, T, 1)
-    n = lengths.clamp(min=1).to(x.dtype)[:, None, None]
-    mean = (x * mask).sum(dim=1, keepdim=True) / n  # (B, 1, D)
-    x = (x - mean) * mask
-    if norm_vars:
-        var = (x.pow(2)).sum(dim=1, keepdim=True) / n
-        x = x / var.clamp(min=eps).sqrt()
-    return x
 
 
 class Conv2dSubsampling2(nn.Module):
