@@ -36,6 +36,24 @@ def test_hconv_flattens_channel_first_like_the_authors():
     assert itf.learned_summary()["layer_norms"].shape == (13,)
 
 
+@pytest.mark.parametrize("name", ["ws", "hconv", "chconv", "gumd"])
+def test_layer_norm_option_is_parameter_free_and_scale_invariant(name):
+    shapes = [(5, 16), (7, 24)]
+    plain, normed = build(name, shapes), build(name, shapes, layer_norm=True)
+    assert count_parameters(plain) == count_parameters(normed)
+    normed.load_state_dict(plain.state_dict())
+    plain.eval(), normed.eval()  # gumd: the argmax selection, no Gumbel noise
+    xs = [torch.randn(2, 5, 6, 16), torch.randn(2, 7, 6, 24)]
+    n = [torch.tensor([6, 4])] * 2
+    # each hidden state is normalised over its own D: an offset and a scale per frame vanish
+    shifted = [3.0 * x + 7.0 for x in xs]
+    a, _ = normed(xs, n)
+    b, _ = normed(shifted, n)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(plain(xs, n)[0], plain(shifted, n)[0])
+    assert a[1, 4:].abs().sum() == 0  # padding stays zero
+
+
 def test_every_interface_single_upstream_shapes_and_padding():
     x = torch.randn(3, 5, 9, 384)
     n = torch.tensor([9, 6, 2])

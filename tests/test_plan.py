@@ -54,7 +54,7 @@ def test_train_commands_resolve_with_the_trainer_config():
         )  # fmt: skip
         assert rc.models == run.models and rc.task_args.get("mode") == run.settings.get("mode")
         if run.interface == "gumd":
-            assert rc.interface_args == {"linear_steps": 50, "exp_steps": 200}
+            assert rc.interface_args == {"linear_steps": 50, "exp_steps": 200, "layer_norm": True}
         if run.interface == "hconv":
             assert rc.interface_args == {"dim": 256}
 
@@ -141,7 +141,7 @@ def test_paper_plan():
 def test_tiny_config_merges_over_default(tmp_path):
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
     assert cfg["data"]["suite"] == "tiny" and cfg["data"]["synth"] == "tiny"
-    assert cfg["interfaces"]["gumd"] == {"linear_steps": 50, "exp_steps": 200}  # from the base
+    assert cfg["interfaces"]["gumd"] == {"linear_steps": 50, "exp_steps": 200, "layer_norm": True}
     out = tmp_path / "params.yaml"
     out.write_text(render(ROOT / "configs" / "tiny.yaml"))
     check(out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -61,6 +62,11 @@ class Interface(nn.Module):
                 raise ValueError(
                     f"{who}: upstream {i} features must be (B, L, T, D), got shape {tuple(x.shape)}"
                 )
+
+
+def normalize_layers(x: torch.Tensor, on: bool) -> torch.Tensor:
+    """Parameter-free layer norm over the last axis of (B, L, T, D) when `on`; zero frames stay zero."""
+    return F.layer_norm(x, (x.shape[-1],)) if on else x
 
 
 def zero_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.interfaces.align import align_states
-from pipeline.interfaces.base import Interface, zero_padding
+from pipeline.interfaces.base import Interface, normalize_layers, zero_padding
 from pipeline.interfaces.hconv import HConvStack
 
 
@@ -30,8 +30,10 @@ class CHConv(Interface):
         shapes: Sequence[tuple[int, int]],
         frame_rates: Sequence[float] | None = None,
         out_dim: int | None = None,
+        layer_norm: bool = False,
     ):
         super().__init__()
+        self.layer_norm = bool(layer_norm)  # per hidden state over its D_i, as HConv's option
         self.shapes = [(int(L), int(D)) for L, D in shapes]
         self.frame_rates = list(frame_rates) if frame_rates else None
         self.num_layers = max(L for L, _ in self.shapes)
@@ -45,7 +47,7 @@ class CHConv(Interface):
         """feats: N x (B, L_i, T_i, D_i); lengths: N x (B,) -> ((B, T, out_dim), (B,))."""
         self._check_inputs(feats, lengths, len(self.shapes), "chconv")
         dtype = self._dtype()
-        feats = [x.to(dtype) for x in feats]
+        feats = [normalize_layers(x.to(dtype), self.layer_norm) for x in feats]
         if len(feats) == 1:
             x, n = feats[0], lengths[0].to(feats[0].device)
         else:

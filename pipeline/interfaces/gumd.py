@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.interfaces.align import align_time
-from pipeline.interfaces.base import Interface, zero_padding
+from pipeline.interfaces.base import Interface, normalize_layers, zero_padding
 
 
 def temperature(
@@ -58,10 +58,12 @@ class GumbelSelect(Interface):
         linear_steps: int = 1000,
         exp_steps: int = 10000,
         out_dim: int | None = None,
+        layer_norm: bool = False,
     ):
         super().__init__()
         self.shapes = [(int(L), int(D)) for L, D in shapes]
         self.frame_rates = list(frame_rates) if frame_rates else None
+        self.layer_norm = bool(layer_norm)  # parameter-free, per hidden state, as ws / hconv
         self.linear_steps, self.exp_steps = int(linear_steps), int(exp_steps)
         self.logits = nn.ParameterList([nn.Parameter(torch.zeros(L, D)) for L, D in self.shapes])
         self.register_buffer("tau", torch.tensor(1.0))  # saved with the state dict
@@ -91,7 +93,8 @@ class GumbelSelect(Interface):
         picked = []
         for i, x in enumerate(feats):
             w = self.selection(i).to(dtype)  # (L, D)
-            picked.append((x.to(dtype) * w[None, :, None, :]).sum(dim=1))  # (B, T_i, D_i)
+            x = normalize_layers(x.to(dtype), self.layer_norm)
+            picked.append((x * w[None, :, None, :]).sum(dim=1))  # (B, T_i, D_i)
         if self.proj is None:
             n = lengths[0].to(picked[0].device)
             return zero_padding(picked[0], n), n

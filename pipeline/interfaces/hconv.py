@@ -12,6 +12,9 @@ channel-first, so out_dim = (D // L') * L'. No normalisation, no dropout.
 Fusion ("hconv" with N upstreams, paper III-B): align L and T (align.py), interpolate D to a
 common width (the largest D_i unless `dim` is given), add, then one HConv.
 
+`layer_norm=True` applies the authors' optional parameter-free layer norm over D to every
+hidden state first (off by default, as in their code; padding frames stay zero).
+
 Deviation: the authors' code refuses L = 1 and builds no conv at L = 2 (its declared output
 then disagrees with what it returns); here at least one conv is built, so layer subsets of
 one or two states still work (L=2 -> 1 layer, out D).
@@ -28,7 +31,7 @@ import torch
 from torch import nn
 
 from pipeline.interfaces.align import align_states
-from pipeline.interfaces.base import Interface, zero_padding
+from pipeline.interfaces.base import Interface, normalize_layers, zero_padding
 
 KERNEL, STRIDE, PADDING = 5, 3, 2
 
@@ -94,8 +97,10 @@ class HConv(Interface):
         shapes: Sequence[tuple[int, int]],
         frame_rates: Sequence[float] | None = None,
         dim: int | None = None,
+        layer_norm: bool = False,
     ):
         super().__init__()
+        self.layer_norm = bool(layer_norm)
         self.shapes = [(int(L), int(D)) for L, D in shapes]
         self.frame_rates = list(frame_rates) if frame_rates else None
         self.num_layers = max(L for L, _ in self.shapes)
@@ -109,7 +114,7 @@ class HConv(Interface):
         """feats: N x (B, L_i, T_i, D_i); lengths: N x (B,) -> ((B, T, out_dim), (B,))."""
         self._check_inputs(feats, lengths, len(self.shapes), "hconv")
         dtype = self._dtype()
-        feats = [x.to(dtype) for x in feats]
+        feats = [normalize_layers(x.to(dtype), self.layer_norm) for x in feats]
         if len(feats) == 1 and feats[0].shape[-1] == self.dim:
             x, n = feats[0], lengths[0].to(feats[0].device)  # (B, L, T, D); padding is zero
         else:

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pipeline.interfaces.align import align_time
-from pipeline.interfaces.base import Interface, zero_padding
+from pipeline.interfaces.base import Interface, normalize_layers, zero_padding
 
 
 class WeightedSum(Interface):
@@ -57,8 +56,7 @@ class WeightedSum(Interface):
         summed = []
         for x, w in zip(feats, self.weights, strict=True):
             x = x.to(dtype)
-            if self.layer_norm:
-                x = F.layer_norm(x, (x.shape[-1],))
+            x = normalize_layers(x, self.layer_norm)
             p = torch.softmax(w, dim=0).to(dtype)  # (L,)
             summed.append(torch.einsum("l,bltd->btd", p, x))  # (B, T_i, D_i)
         if self.proj is None:
