@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "[repro] set-up took ${SECONDS} s"
 export PATH="$PWD/.venv/bin:$PATH"
+t0=$SECONDS
 dvc repro "$@"
+echo "[repro] dvc repro took $((SECONDS - t0)) s"
 echo
 echo "Results: results/table.md, results/languages.md, results/*.png  (dvc metrics show / dvc plots show)"
