@@ -76,7 +76,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "task_args": {"hidden": 256},  # the SUPERB head is already small
     },
     "asr": {
-        "train": {"steps": 400, "batch_size": 8, "lr": 2e-3, "eval_every": 100},
+        # lr 1e-3, not 2e-3: at 2e-3 the interfaces with many fresh weights (HConv, CHConv) stay
+        # at dev WER 100 % for 400 steps; at 1e-3 fusion CHConv reaches 91 %, HConv 81 %, WS 77 %
+        "train": {"steps": 400, "batch_size": 8, "lr": 1e-3, "eval_every": 100},
         # SUPERB: 1024, 1024, 2, SpecAugment, no MVN, 50 Hz. Without utterance MVN the small head
         # sits on the CTC blank plateau for the whole demo run (WER 1.0), and s3prl's time masks
         # (2 x 0-40 frames) wipe out half of a 2-3 s clip; 2-frame stacking halves the LSTM time.
@@ -90,7 +92,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         },
     },
     "ml_asr": {
-        "train": {"steps": 400, "batch_size": 8, "lr": 2e-3, "eval_every": 100},
+        # lr 1e-3 (dev CER after 400 steps, 2e-3 -> 1e-3: tiny.en HConv 95 -> 54 %, WS 56 -> 60 %)
+        "train": {"steps": 400, "batch_size": 8, "lr": 1e-3, "eval_every": 100},
         # ML-SUPERB: 80, 256, 8, 1024, 2. The Conv2dSubsampling2's d_model x d_model 3x3 conv
         # dominates the step time on a CPU: d_model 64 trains 3x faster than 128, as well.
         "task_args": {"pre_dim": 80, "d_model": 64, "heads": 4, "ffn": 256, "blocks": 2},
