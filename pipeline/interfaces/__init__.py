@@ -6,9 +6,10 @@
 
 Names: ws (weighted sum), hconv (hierarchical convolution, additive fusion), chconv
 (concatenated HConv + projection), gumd (dimension-wise Gumbel layer selection). Keyword
-arguments go to the class: ws(layer_norm, out_dim), hconv(dim, layer_norm), chconv(out_dim, layer_norm),
-gumd(linear_steps, exp_steps, out_dim, layer_norm). `frame_rates` (Hz, one per upstream) picks the
-reference for frame alignment (the highest); without it all rates are taken as equal.
+arguments go to the class: ws(layer_norm, out_dim), hconv(dim, layer_norm),
+chconv(out_dim, layer_norm), gumd(linear_steps, exp_steps, out_dim, layer_norm). `frame_rates`
+(Hz, one per upstream) picks the reference for frame alignment (the highest); without it all
+rates are taken as equal.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def concat_frames(
     """
     B, T, D = x.shape
     if T < k:  # a clip shorter than k frames keeps one (zero-padded) frame
-        x = torch.nn.functional.pad(x, (0, 0, 0, k - T))
+        x = F.pad(x, (0, 0, 0, k - T))
         T = k
     x = x[:, : T - T % k].reshape(B, T // k, k * D)
     return x, (lengths // k).clamp(min=1)
