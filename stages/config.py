@@ -5,7 +5,7 @@ Precedence, lowest first: dataclass defaults < `TASK_DEFAULTS[task]` < `--config
 RUN_DIR/config.yaml and is what a resumed run is compared against.
 
 The defaults suit the built-in offline suite on 2 CPU cores: the default `dvc repro` trains its
-32 runs in about 16 minutes (ER and SV 5-40 s a run, ASR and ML-ASR 30-100 s), which keeps the
+32 runs in about 18 minutes (ER and SV 6-30 s a run, ASR and ML-ASR 30-110 s), which keeps the
 whole run from a fresh clone under the 30 minutes it is allowed. `SUPERB` holds the recipe
 values of the paper's anchors (REFERENCE.md) for the paper config.
 
