@@ -1,4 +1,4 @@
-"""The metric with fp16, int8 and fp8 stores side by side (issue 7 part 4).
+"""The metric with fp16, int8 and fp8 stores side by side.
 
 Usage: .venv/bin/python bench/bench_encodings.py [--preset tiny|demo] [--suite DIR]
        [--models whisper_tiny_en,whisper_base] [--tasks asr_en,ml_asr,sv,er]

@@ -1,4 +1,4 @@
-"""Epoch time with the upstream run on the fly ÷ epoch time from the cache (issue 4 goals:
+"""Epoch time with the upstream run on the fly ÷ epoch time from the cache (goals:
 ≥ 10 for an ER head, ≥ 1.5 for an ASR head).
 
 Usage: .venv/bin/python bench/bench_epoch.py [--utts 16] [--seconds 3,5] [--batch 8]

@@ -2,7 +2,7 @@
 
     python bench/bench_extract.py [--model whisper_tiny_en] [--device cpu|cuda] [--clips 24]
 
-Prints three ratios (goals from issue 3):
+Prints three ratios (and the goal for each):
   extract ÷ max(bare forward, plain write)   wall time of stages.extract.run on a manifest, over
                                              the larger of (a) the bare model forward on the same
                                              audio already in memory, same batches, fp16 copy to

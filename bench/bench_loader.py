@@ -1,4 +1,4 @@
-"""Loader throughput / a plain numpy memmap read of the same bytes (issue 4 goal: >= 0.8).
+"""Loader throughput / a plain numpy memmap read of the same bytes (goal: >= 0.8).
 
 Usage: .venv/bin/python bench/bench_loader.py [--mb 300] [--batch 8] [--device cpu|cuda]
        [--workers 0,2] [--repeats 3] [--dir DIR]

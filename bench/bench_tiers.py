@@ -1,4 +1,4 @@
-"""Stage one and stage two per store encoding and loader tier (issue 7 part 5), ratios in one run.
+"""Stage one and stage two per store encoding and loader tier, ratios in one run.
 
 Usage: .venv/bin/python bench/bench_tiers.py [--utts 16] [--seconds 3,5] [--batch 8]
        [--encodings fp16,int8,fp8] [--tiers mmap,pinned] [--repeats 2] [--extract-rounds 1]
@@ -15,7 +15,7 @@ clips with a label and a transcript, as in bench/bench_epoch.py. Printed:
    (--tiers; add gpu on CUDA) and encoding, and with the upstream run on the fly inside the
    step; for an ER head (SUPERB: Linear→256, mean pool, Linear→4) and an ASR head (SUPERB size
    by default: 2 × BiLSTM-1024, CTC). Printed per row: epoch seconds (best of --repeats), the
-   ratio on-the-fly ÷ cached (median over the interleaved repeats; issue 4's goals ER ≥ 10,
+   ratio on-the-fly ÷ cached (median over the interleaved repeats; the goals ER ≥ 10,
    ASR ≥ 1.5), and ÷ the fp16 epoch of the same tier.
 
 On the GPU (`--device cuda --tiers gpu,pinned,mmap`) the 8-bit stores ship half the bytes and

@@ -1,4 +1,4 @@
-"""Does lower cross-model layer similarity go with a larger fusion gain? (issue 8, the honest check)
+"""Does lower cross-model layer similarity go with a larger fusion gain? (the honest check)
 
 For every model pair: the CKA summary of `pipeline analyze similarity` (mean over both
 directions of the mean best-match CKA), plain and with `--remove-position` (Whisper encoders

@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/whisper_modes.py [--model whisper_tiny_en] [--clips 6]
 Speech comes from eSpeak NG (espeak-ng must be on PATH). Prints times, the speed ratio and
-the mean cosine similarity per state between the two modes (REFERENCE.md: tiny.en
+the mean cosine similarity per state between the two modes (docs/BACKGROUND.md: tiny.en
 [1.0, 0.999, 0.998, 0.996, 0.987]).
 """
 

@@ -165,7 +165,7 @@ def test_old_fingerprint_reads_as_fp16_all_layers(tmp_path):
     with StoreWriter(tmp_path / "old.zarr", old) as w:
         w.append("a", np.ones((4, L, D), np.float16))
     g = zarr.open_group(str(tmp_path / "old.zarr"), mode="r+")
-    g.attrs["fingerprint"] = old  # exactly what a store written before issue 7 holds
+    g.attrs["fingerprint"] = old  # exactly what a store written before 8-bit encodings holds
     r = open_store(tmp_path / "old.zarr")
     assert r.encoding == "fp16" and r.layers == [0, 1, 2] and r.scales is None
     check_fingerprint(tmp_path / "old.zarr", fp)  # a new fp16 request for all layers matches
