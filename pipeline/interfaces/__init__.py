@@ -23,14 +23,28 @@ from pipeline.interfaces.gumd import GumbelSelect
 from pipeline.interfaces.hconv import HConv
 from pipeline.interfaces.ws import WeightedSum
 
-REGISTRY: dict[str, type[Interface]] = {
-    "ws": WeightedSum,
-    "hconv": HConv,
-    "chconv": CHConv,
-    "gumd": GumbelSelect,
-}
+REGISTRY: dict[str, type[Interface]] = {}
 
-__all__ = ["REGISTRY", "Interface", "build", "count_parameters"]
+
+def register(cls: type[Interface]) -> type[Interface]:
+    """Make `cls` available under `cls.name` to `build`, the plan, the report and the CLI."""
+    if not cls.name:
+        raise ValueError(f"interface class {cls.__name__} must set `name`")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+for _cls in (WeightedSum, HConv, CHConv, GumbelSelect):
+    register(_cls)
+
+
+def interface_label(name: str) -> str:
+    """The printed name of an interface (`HConv` for hconv); the name itself if unknown."""
+    cls = REGISTRY.get(name)
+    return (cls.label or cls.name) if cls else name
+
+
+__all__ = ["REGISTRY", "Interface", "build", "count_parameters", "interface_label", "register"]
 
 
 def build(

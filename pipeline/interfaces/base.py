@@ -27,7 +27,8 @@ def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 class Interface(nn.Module):
     """Base class. Subclasses set `name` and `out_dim` and implement `forward`."""
 
-    name: str = ""
+    name: str = ""  # the name users type (`--interface`, the experiment's table)
+    label: str = ""  # how tables and figures print it
     out_dim: int
 
     def step(self, global_step: int) -> None:

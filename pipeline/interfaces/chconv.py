@@ -24,6 +24,7 @@ class CHConv(Interface):
     """Concatenated HConv with a dense projection to `out_dim`."""
 
     name = "chconv"
+    label = "CHConv"
 
     def __init__(
         self,

@@ -50,6 +50,7 @@ class GumbelSelect(Interface):
     """Per-dimension layer selection per upstream; concat + Linear when there are several."""
 
     name = "gumd"
+    label = "GumD"
 
     def __init__(
         self,

@@ -91,6 +91,7 @@ class HConv(Interface):
     """HConv over one upstream, or over the sum of N aligned upstreams (see the module doc)."""
 
     name = "hconv"
+    label = "HConv"
 
     def __init__(
         self,

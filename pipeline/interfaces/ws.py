@@ -27,6 +27,7 @@ class WeightedSum(Interface):
     """
 
     name = "ws"
+    label = "WS"
 
     def __init__(
         self,

@@ -30,6 +30,11 @@ class Task:
     name: str = ""
     metric: str = ""  # "wer" | "cer" | "eer" | "accuracy"
     direction: str = ""  # "lower" | "higher": which way is better
+    # {"train": {...}, "task_args": {...}}: what a run of this task uses where the experiment sets
+    # nothing. `demo` is sized for the built-in suite on a CPU (a few hundred steps, small heads);
+    # `recipe` holds only what the anchor recipe (SUPERB / ML-SUPERB) states, for paper configs.
+    demo: dict[str, dict[str, Any]] = {}
+    recipe: dict[str, dict[str, Any]] = {}
 
     def __init__(self, cfg: dict, train_utts: list[Utterance]):
         self.cfg = dict(cfg)

@@ -50,6 +50,14 @@ class EmotionRecognition(Task):
     name = "er"
     metric = "accuracy"
     direction = "higher"
+    demo = {
+        "train": {"steps": 150, "batch_size": 8, "lr": 1e-3, "eval_every": 50},
+        "task_args": {"hidden": 256},  # the SUPERB head is already small
+    }
+    recipe = {  # s3prl downstream/emotion
+        "train": {"steps": 30000, "batch_size": 4, "accum": 8, "lr": 1e-4, "eval_every": 1000},
+        "task_args": {"hidden": 256},
+    }
 
     def __init__(self, cfg: dict, train_utts: list[Utterance]):
         super().__init__(cfg, train_utts)

@@ -179,6 +179,14 @@ class SpeakerVerification(Task):
     name = "sv"
     metric = "eer"
     direction = "lower"
+    demo = {
+        "train": {"steps": 200, "batch_size": 8, "lr": 1e-3, "eval_every": 50},
+        "task_args": {"head": "simple", "emb_dim": 128},  # the paper's simplified pooling head
+    }
+    recipe = {  # AdamW 1e-4 (s3prl amsoftmax.yaml); the recipe states no step count
+        "train": {"lr": 1e-4},
+        "task_args": {"head": "simple"},
+    }
 
     def __init__(self, cfg: dict, train_utts: list[Utterance]):
         super().__init__(cfg, train_utts)
