@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pipeline.interfaces.base import frame_mask
+from pipeline.masks import frame_mask
 
 
 def reference_index(frame_rates: Sequence[float] | None, n: int) -> int:

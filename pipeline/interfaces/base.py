@@ -13,15 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.interfaces.align import align_time
+from pipeline.masks import frame_mask
+
 
 def count_parameters(module: nn.Module) -> int:
     """The number of trainable parameters (requires_grad) of a module."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B,) frame counts -> (B, max_len) bool, True on real frames."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class Interface(nn.Module):
@@ -44,6 +42,28 @@ class Interface(nn.Module):
 
     def extra_repr(self) -> str:
         return f"out_dim={self.out_dim}, trainable_parameters={count_parameters(self):,}"
+
+    def _init_projection(self, out_dim: int | None) -> None:
+        """For interfaces that reduce each upstream to one (B, T_i, D_i) sequence: no projection
+        for one upstream (out_dim = D_1), else Linear(sum D_i -> out_dim, default max D_i)."""
+        dims = [D for _, D in self.shapes]
+        if len(dims) == 1:
+            self.proj, self.out_dim = None, dims[0]
+        else:
+            self.out_dim = int(out_dim or max(dims))
+            self.proj = nn.Linear(sum(dims), self.out_dim)
+
+    def _concat_project(
+        self, seqs: list[torch.Tensor], lengths: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """N x (B, T_i, D_i) -> ((B, T, out_dim), (B,)): the one upstream as it is, else frames
+        aligned to the highest frame rate, concatenated along D and projected; padding zeroed."""
+        if self.proj is None:
+            n = lengths[0].to(seqs[0].device)
+            return zero_padding(seqs[0], n), n
+        seqs, n = align_time(seqs, lengths, self.frame_rates, time_dim=1)
+        y = self.proj(torch.cat(seqs, dim=-1))  # (B, T, out_dim)
+        return zero_padding(y, n), n
 
     def _dtype(self) -> torch.dtype:
         p = next(self.parameters(), None)

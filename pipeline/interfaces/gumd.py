@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.interfaces.align import align_time
-from pipeline.interfaces.base import Interface, normalize_layers, zero_padding
+from pipeline.interfaces.base import Interface, normalize_layers
 
 
 def temperature(
@@ -68,12 +67,7 @@ class GumbelSelect(Interface):
         self.linear_steps, self.exp_steps = int(linear_steps), int(exp_steps)
         self.logits = nn.ParameterList([nn.Parameter(torch.zeros(L, D)) for L, D in self.shapes])
         self.register_buffer("tau", torch.tensor(1.0))  # saved with the state dict
-        if len(self.shapes) == 1:
-            self.proj = None
-            self.out_dim = self.shapes[0][1]
-        else:
-            self.out_dim = int(out_dim or max(D for _, D in self.shapes))
-            self.proj = nn.Linear(sum(D for _, D in self.shapes), self.out_dim)
+        self._init_projection(out_dim)
 
     def step(self, global_step: int) -> None:
         self.tau.fill_(temperature(global_step, self.linear_steps, self.exp_steps))
@@ -96,12 +90,7 @@ class GumbelSelect(Interface):
             w = self.selection(i).to(dtype)  # (L, D)
             x = normalize_layers(x.to(dtype), self.layer_norm)
             picked.append((x * w[None, :, None, :]).sum(dim=1))  # (B, T_i, D_i)
-        if self.proj is None:
-            n = lengths[0].to(picked[0].device)
-            return zero_padding(picked[0], n), n
-        picked, n = align_time(picked, lengths, self.frame_rates, time_dim=1)
-        y = self.proj(torch.cat(picked, dim=-1))  # (B, T, out_dim)
-        return zero_padding(y, n), n
+        return self._concat_project(picked, lengths)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, tau={float(self.tau):.4g}"

@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.interfaces.align import align_time
-from pipeline.interfaces.base import Interface, normalize_layers, zero_padding
+from pipeline.interfaces.base import Interface, normalize_layers
 
 
 class WeightedSum(Interface):
@@ -41,12 +40,7 @@ class WeightedSum(Interface):
         self.frame_rates = list(frame_rates) if frame_rates else None
         self.layer_norm = layer_norm
         self.weights = nn.ParameterList([nn.Parameter(torch.zeros(L)) for L, _ in self.shapes])
-        if len(self.shapes) == 1:
-            self.proj = None
-            self.out_dim = self.shapes[0][1]
-        else:
-            self.out_dim = int(out_dim or max(D for _, D in self.shapes))
-            self.proj = nn.Linear(sum(D for _, D in self.shapes), self.out_dim)
+        self._init_projection(out_dim)
 
     def forward(
         self, feats: list[torch.Tensor], lengths: list[torch.Tensor]
@@ -60,12 +54,7 @@ class WeightedSum(Interface):
             x = normalize_layers(x, self.layer_norm)
             p = torch.softmax(w, dim=0).to(dtype)  # (L,)
             summed.append(torch.einsum("l,bltd->btd", p, x))  # (B, T_i, D_i)
-        if self.proj is None:
-            n = lengths[0].to(summed[0].device)
-            return zero_padding(summed[0], n), n
-        summed, out_lengths = align_time(summed, lengths, self.frame_rates, time_dim=1)
-        y = self.proj(torch.cat(summed, dim=-1))  # (B, T, out_dim)
-        return zero_padding(y, out_lengths), out_lengths
+        return self._concat_project(summed, lengths)
 
     def learned_summary(self) -> dict[str, Any]:
         """{"weights": one softmax vector (L_i,) per upstream}."""

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.data.manifest import Utterance
+from pipeline.masks import frame_mask
 from pipeline.tasks.base import Task, metrics_record
 from pipeline.tasks.metrics import cer, normalize_en, wer
 from pipeline.tasks.specaug import SpecAugment, SpecAugmentConfig
@@ -49,9 +50,7 @@ def utterance_mvn(
     x: torch.Tensor, lengths: torch.Tensor, norm_vars: bool, eps: float = 1e-20
 ) -> torch.Tensor:
     """ESPnet UtteranceMVN over valid frames only: x (B, T, D) -> (B, T, D), padding left at zero."""
-    mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(
-        -1
-    )  # (B, T, 1)
+    mask = frame_mask(lengths.to(x.device), x.shape[1]).unsqueeze(-1)  # (B, T, 1)
     n = lengths.clamp(min=1).to(x.dtype)[:, None, None]
     mean = (x * mask).sum(dim=1, keepdim=True) / n  # (B, 1, D)
     x = (x - mean) * mask

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.data.manifest import Utterance
+from pipeline.masks import frame_mask
 from pipeline.tasks.base import Task, metrics_record
 
 # The canonical class order; labels outside it (other corpora) follow, sorted.
@@ -34,8 +35,7 @@ class MeanPoolHead(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """feats (B, T, D), lengths (B,) valid frames -> logits (B, C)."""
         x = self.proj(feats)  # (B, T, H)
-        t = torch.arange(x.shape[1], device=x.device)
-        mask = (t[None, :] < lengths[:, None].to(x.device)).to(x.dtype)  # (B, T)
+        mask = frame_mask(lengths.to(x.device), x.shape[1]).to(x.dtype)  # (B, T)
         summed = (x * mask[:, :, None]).sum(dim=1)  # (B, H)
         pooled = summed / mask.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, H)
         return self.out(pooled)  # (B, C)

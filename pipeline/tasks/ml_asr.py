@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from pipeline.data.manifest import Utterance
+from pipeline.masks import frame_mask
 from pipeline.tasks.asr import CTCTask, specaug_from_cfg, utterance_mvn
 from pipeline.tasks.base import metrics_record
 from pipeline.tasks.metrics import cer, normalize_ml
@@ -111,9 +112,7 @@ class TransformerCTCHead(nn.Module):
             feats = self.specaug(feats, lengths)
         x = utterance_mvn(feats, lengths, self.norm_vars)
         x, out_lengths = self.subsample(self.pre(x), lengths)  # (B, T', d)
-        pad = (
-            torch.arange(x.shape[1], device=x.device)[None, :] >= out_lengths.clamp(min=1)[:, None]
-        )  # (B, T')
+        pad = ~frame_mask(out_lengths.clamp(min=1).to(x.device), x.shape[1])  # (B, T')
         x = self.after_norm(self.encoder(x, src_key_padding_mask=pad))
         return self.ctc(x).log_softmax(dim=-1), out_lengths
 

@@ -33,17 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.data.manifest import Utterance, read_trials
+from pipeline.masks import frame_mask
 from pipeline.tasks.base import Task, metrics_record
 from pipeline.tasks.metrics import eer
 
 
-def _mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
-
-
 def stats_pool(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Masked mean and standard deviation over time: x (B, T, C) -> (B, 2·C)."""
-    m = _mask(lengths.clamp(min=1), x.shape[1]).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+    m = frame_mask(lengths.clamp(min=1), x.shape[1]).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
     n = m.sum(dim=1).clamp(min=1.0)  # (B, 1)
     mean = (x * m).sum(dim=1) / n  # (B, C)
     var = (((x - mean[:, None]) * m) ** 2).sum(dim=1) / n
@@ -115,7 +112,7 @@ class TDNN(nn.Module):
             x = F.pad(x, (0, 0, 0, self.shrink + 1 - x.shape[1]))
         y = F.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # (B, T', C')
         lengths = (lengths - self.shrink).clamp(min=1, max=y.shape[1])
-        valid = _mask(lengths, y.shape[1])  # (B, T')
+        valid = frame_mask(lengths, y.shape[1])  # (B, T')
         out = torch.zeros_like(y)
         out[valid] = _batch_norm(self.bn, y[valid])  # statistics of real frames only
         return out, lengths

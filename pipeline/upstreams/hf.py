@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pipeline.masks import frame_mask
+
 from .base import UpstreamSpec
 from .whisper import state_dict_hash
 
@@ -144,7 +146,7 @@ class HFUpstream:
         x = waveforms.to(self.device, torch.float32)
         lengths = torch.as_tensor(lengths, device=self.device).long()
         B, S = x.shape
-        valid = torch.arange(S, device=self.device)[None, :] < lengths[:, None]  # (B, S)
+        valid = frame_mask(lengths.to(self.device), S)  # (B, S)
         if self.normalize:  # per-utterance zero mean, unit variance over its own samples
             x = torch.stack(
                 [
