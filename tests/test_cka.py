@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from fakes import FakeStore
 
 from pipeline.analysis.cka import StreamingCKA, linear_cka, plan_passes
 from pipeline.analysis.similarity import (
@@ -15,25 +16,6 @@ from pipeline.analysis.similarity import (
 )
 
 D_POS = 6  # width of the positional-signal stores
-
-
-class FakeStore:
-    """The StoreReader API over a dict of (T, L, D) arrays."""
-
-    def __init__(self, arrays: dict, frame_rate: float = 50.0):
-        self.arrays, self.frame_rate, self.path = arrays, frame_rate, "fake.zarr"
-        first = next(iter(arrays.values()))
-        self.num_layers, self.dim = first.shape[1], first.shape[2]
-        self.ids = list(arrays)
-
-    def length(self, uid):
-        return len(self.arrays[uid])
-
-    def __contains__(self, uid):
-        return uid in self.arrays
-
-    def __getitem__(self, uid):
-        return self.arrays[uid]
 
 
 def layered_store(n_utts=12, L=4, D=8, seed=0, offset=5.0) -> FakeStore:

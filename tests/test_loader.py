@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from fakes import FakeStore
 
 from pipeline.data.manifest import Utterance
 from pipeline.interfaces import build
@@ -13,33 +14,6 @@ from pipeline.loader import (
     MissingUtterancesError,
     make_loader,
 )
-
-
-class FakeStore:
-    """The StoreReader API over a dict of (T, L, D) arrays."""
-
-    def __init__(self, arrays: dict, frame_rate: float = 50.0, path: str = "fake.zarr"):
-        self.arrays, self.frame_rate, self.path = arrays, frame_rate, path
-        first = next(iter(arrays.values()))
-        self.num_layers, self.dim = first.shape[1], first.shape[2]
-        self.ids = list(arrays)
-        self.fingerprint = {
-            "num_layers": self.num_layers,
-            "dim": self.dim,
-            "frame_rate": frame_rate,
-        }
-
-    def length(self, uid):
-        return len(self.arrays[uid])
-
-    def __contains__(self, uid):
-        return uid in self.arrays
-
-    def __getitem__(self, uid):
-        return self.arrays[uid]
-
-    def get_many(self, uids):
-        return [self[u] for u in uids]
 
 
 def utt(uid: str, seconds: float) -> Utterance:

@@ -4,31 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from fakes import FakeStore
 
 from pipeline.analysis.probe import ProbeConfig, probe_store, run_probes, write_probe
 from pipeline.data.manifest import Utterance
 from pipeline.tasks.asr import EN_CHARS
 
 D = 16
-
-
-class FakeStore:
-    """The StoreReader API over a dict of (T, L, D) arrays."""
-
-    def __init__(self, arrays: dict, frame_rate: float = 50.0):
-        self.arrays, self.frame_rate, self.path = arrays, frame_rate, "fake.zarr"
-        first = next(iter(arrays.values()))
-        self.num_layers, self.dim = first.shape[1], first.shape[2]
-        self.ids = list(arrays)
-
-    def length(self, uid):
-        return len(self.arrays[uid])
-
-    def __contains__(self, uid):
-        return uid in self.arrays
-
-    def __getitem__(self, uid):
-        return self.arrays[uid]
 
 
 def utt(uid: str, split: str, **kw) -> Utterance:

@@ -76,7 +76,10 @@ def test_states_and_frames(tiny_models, batch, family, large):
     assert up.spec.num_layers == 3 and up.spec.dim == 32
     for x, n in zip(out, lengths, strict=True):
         assert x.shape == (3, conv_frames(int(n)), 32) == (3, up.num_frames(int(n)), 32)
-    assert [up.num_frames(s) for s in (48000, 160000)] == [149, 499]  # docs/BACKGROUND.md: 3 s -> 149, 10 s -> 499
+    assert [up.num_frames(s) for s in (48000, 160000)] == [
+        149,
+        499,
+    ]  # docs/BACKGROUND.md: 3 s -> 149, 10 s -> 499
     # last state == the encoder output transformers returns (after the final LN for pre-LN)
     x = torch.nn.functional.layer_norm(w[:1], (16000,)) if up.normalize else w[:1]
     with torch.inference_mode():
