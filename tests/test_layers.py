@@ -85,6 +85,7 @@ def test_every_interface_trains_on_1_2_and_4_states(subset_suite, tmp_path, inte
     from stages.train import train
 
     data, cache, stores = subset_suite
+    stores_layers = {"one": [1], "two": [0, 1], "four": [0, 1, 2, 3]}
     for name in stores:
         cfg = resolve_config(
             interface=interface, models=f"sub_{name}", task="er", data=data, cache=cache,
@@ -94,8 +95,19 @@ def test_every_interface_trains_on_1_2_and_4_states(subset_suite, tmp_path, inte
         run = train(cfg, progress=False)
         metrics = json.loads((run / "metrics.json").read_text())
         assert [m["split"] for m in metrics] == ["dev", "test"]
+        assert metrics[0]["stores"][0]["layers"] == stores_layers[name]  # what it trained on
         summary = json.loads((run / "interface_summary.json").read_text())
-        assert summary is not None
+        n_states = len(stores_layers[name])
+        per_state = {
+            "ws": lambda s: s["weights"][0],  # softmax weight per stored state
+            "gumd": lambda s: s["histogram"][0],  # dimensions that picked each state
+        }.get(interface)
+        if per_state is not None:  # the summary speaks of exactly the states in the store
+            assert len(per_state(summary)) == n_states, summary
+        if interface == "ws":
+            assert abs(sum(summary["weights"][0]) - 1.0) < 1e-5
+        if interface == "gumd":
+            assert sum(summary["histogram"][0]) == 6  # every dimension picks one state
 
 
 def test_loader_says_which_states(subset_suite):
