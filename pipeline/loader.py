@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.data.manifest import Utterance
 from pipeline.encoding import decode_torch, is_8bit, stored_dtype
+from pipeline.layers import format_layers
 from pipeline.tiers import TIERS, Preloaded, batch_buffer, choose_tier, prefetch
 
 log = logging.getLogger(__name__)
@@ -289,7 +290,6 @@ class FeatureLoader:
         return f"loader tier {self.tier} ({self.tier_reason}); {self.stores_summary()}"
 
     def stores_summary(self) -> str:
-        from pipeline.layers import format_layers
 
         out = []
         for s, enc, layers in zip(self.dataset.stores, self.dataset.encodings, self.dataset.layers, strict=True):  # fmt: skip

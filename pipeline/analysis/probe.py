@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.analysis.plots import probe_curve
 from pipeline.data.manifest import Utterance
 from pipeline.tasks import build_task, metrics_record
 from pipeline.tasks.asr import ctc_loss, greedy_ctc
@@ -313,7 +314,6 @@ def run_probes(
 
 def write_probe(doc: dict, out: str | Path, split: str = "test") -> tuple[Path, Path]:
     """OUT/probe_<task>.json and OUT/probe_<task>.png (the `split` metric against relative depth)."""
-    from pipeline.analysis.plots import probe_curve
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from pipeline.analysis.cka import StreamingCKA, plan_passes
+from pipeline.analysis.plots import cka_heatmap
 from pipeline.interfaces.align import reference_index, resample_frames
 
 
@@ -238,8 +239,6 @@ def write_similarity(res: SimilarityResult, out: str | Path, plots: bool = True)
         "figures": [],
     }
     if plots:
-        from pipeline.analysis.plots import cka_heatmap
-
         for (a, b), m in res.matrices.items():
             png = out / f"cka_{a}__{b}.png"
             cka_heatmap(m, a, b, png)
