@@ -20,7 +20,15 @@ from pathlib import Path
 import numpy as np
 
 # ONNX TensorProto data types (the ORT format uses the same numbers)
-_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 10: np.float16, 11: np.float64}
+_NP = {
+    1: np.float32,
+    2: np.uint8,
+    3: np.int8,
+    6: np.int32,
+    7: np.int64,
+    10: np.float16,
+    11: np.float64,
+}
 _SCALAR_ATTR = {1: "F", 2: "I", 3: "S"}  # AttributeType FLOAT, INT, STRING
 _LIST_ATTR = {6: ("Floats", "FloatsLength"), 7: ("Ints", "IntsLength")}
 
@@ -80,7 +88,9 @@ def _str(b: bytes | None) -> str:
 def _tensor(t, where: str) -> np.ndarray:
     dtype = _NP.get(t.DataType())
     if dtype is None:
-        raise OrtFormatError(f"{where}: initializer {_str(t.Name())!r} has data type {t.DataType()}")
+        raise OrtFormatError(
+            f"{where}: initializer {_str(t.Name())!r} has data type {t.DataType()}"
+        )
     dims = [t.Dims(j) for j in range(t.DimsLength())]
     raw = t.RawDataAsNumpy()
     if isinstance(raw, int):  # no raw_data (ORT writes every numeric tensor as raw bytes)
