@@ -14,8 +14,9 @@ States (L = 9, each (T, 416)):
                last state too, as for Whisper; ``encoder.layer_norm(state 8)`` is the model's
                ``last_hidden_state``).
 
-Frames: conv1 (kernel 127, stride 64), conv2 (7, 3), conv3 (3, 2), no padding: T = ((⌊(S - 127)
-/ 64⌋ + 1 - 7) // 3 + 1 - 3) // 2 + 1, one frame per 384 samples = 41.67 Hz (16 000 / 384).
+Frames: conv1 (kernel 127, stride 64), conv2 (7, 3), conv3 (3, 2), all without padding: one
+frame per 384 samples over a receptive field of 895, T = (S - 895) // 384 + 1 for S ≥ 895,
+i.e. 41.67 Hz (16 000 / 384); frame t sees samples [384 t, 384 t + 895).
 Audio shorter than 895 samples (56 ms) gives no frame and is refused.
 
 Batching: the stem's GroupNorm (one group) normalizes over the whole utterance, so zero padding
@@ -189,14 +190,17 @@ def load_moonshine_encoder(name_or_dir: str) -> MoonshineEncoder:
 
 
 def _masked_group_norm(x: torch.Tensor, n: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
-    """GroupNorm(1 group) of x (B, C, T) over each row's first n[b] frames only."""
-    mask = (torch.arange(x.shape[-1], device=x.device)[None, :] < n[:, None]).to(x.dtype)
+    """GroupNorm(1 group) of x (B, C, T) over each row's first n[b] frames only.
+
+    Statistics in float32 (a float16 sum over T x C values would overflow)."""
+    x32 = x.float()
+    mask = (torch.arange(x.shape[-1], device=x.device)[None, :] < n[:, None]).float()
     mask = mask[:, None, :]  # (B, 1, T)
-    count = n.to(x.dtype) * x.shape[1]
-    mean = (x * mask).sum(dim=(1, 2)) / count
-    centered = x - mean[:, None, None]
+    count = n.float() * x.shape[1]
+    mean = (x32 * mask).sum(dim=(1, 2)) / count
+    centered = x32 - mean[:, None, None]
     var = (centered.square() * mask).sum(dim=(1, 2)) / count
-    y = centered * torch.rsqrt(var + norm.eps)[:, None, None]
+    y = (centered * torch.rsqrt(var + norm.eps)[:, None, None]).to(x.dtype)
     return y * norm.weight[None, :, None] + norm.bias[None, :, None]
 
 
@@ -225,6 +229,7 @@ def encoder_states(
     states = [h]
     for layer in encoder.layers:
         h = layer(h, attention_mask=mask, position_ids=position_ids, position_embeddings=rope)
+        h = h[0] if isinstance(h, tuple) else h  # transformers < 4.54 returns a tuple
         states.append(h)
     return torch.stack(states)
 
