@@ -13,7 +13,9 @@ class UpstreamSpec:
     """What a registry name (or a path given as --model) stands for."""
 
     name: str  # registry name users type, e.g. "wavlm_base_plus", or the path/hub id given
-    family: str  # "hf" (WavLM/HuBERT/Data2Vec via transformers) | "whisper" (openai-whisper)
+    # "hf" (WavLM/HuBERT/Data2Vec via transformers) | "whisper" (openai-whisper) |
+    # "moonshine" (transformers' MoonshineEncoder, converted from moonshine-cpp's ORT file)
+    family: str
     source: str  # hub id, local HF dir, openai-whisper checkpoint (.pt) or CTranslate2 dir
     sample_rate: int  # input audio rate, Hz (16 000 for every model here)
     frame_rate: float  # hidden-state frames per second (50 for all of them)
