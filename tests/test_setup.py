@@ -89,6 +89,31 @@ def test_pip_runs_once_then_never_and_apt_never(clone):
     assert _run(clone, "--check").returncode == 0
 
 
+def test_fresh_clone_creates_the_venv_then_installs_torch_then_the_project(clone):
+    _fake_dpkg(clone, _debian_packages())
+    repo, log = clone["repo"], clone["log"]
+    shutil.rmtree(repo / ".venv")
+    py = clone["stubs"] / "python-for-venv"  # what `$PYTHON -m venv .venv` runs
+    _stub(
+        py,
+        f"""echo "venv $*" >> "{log}"
+mkdir -p .venv/bin && echo stale > .venv/.setup-stamp
+printf '#!/usr/bin/env bash\\necho "python $*" >> "{log}"\\n' > .venv/bin/python
+chmod +x .venv/bin/python
+""",
+    )
+    res = _run(clone, PYTHON=str(py))
+    assert res.returncode == 0, res.stderr
+    assert _calls(clone)[0] == "venv -m venv .venv"
+    pip = _calls(clone)[1:]
+    assert [x.split(" install -q ")[-1] for x in pip] == [
+        "--upgrade pip",
+        "torch==2.9.1 torchaudio==2.9.1",
+        "-e .[dev]",
+    ]
+    assert _run(clone, PYTHON=str(py)).returncode == 0 and len(_calls(clone)) == 4
+
+
 def test_only_missing_debian_packages_are_installed(clone):
     pkgs = _debian_packages()
     _fake_dpkg(clone, pkgs[1:])
