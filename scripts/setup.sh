@@ -1,42 +1,103 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine (Python >= 3.10, root or sudo, no GPU needed).
-# Installs the Debian packages the project needs (eSpeak NG, libsndfile), creates .venv and
-# installs the project with its pinned dependencies. Re-running is cheap: a stamp file records
-# what was installed, and only a change to pyproject.toml or this script triggers pip again.
+# Installs the Debian packages the project needs, creates .venv and installs the project with
+# its pinned dependencies. A second run touches neither apt nor pip:
+#   - Debian: each package of DEBIAN_PACKAGES is asked of dpkg (`dpkg-query -W`), one at a
+#     time, and apt runs only for those not installed (no pipes: nothing can race or SIGPIPE);
+#   - Python: a stamp in .venv records a hash of pyproject.toml and of the pip steps below;
+#     pip runs only when one of them changed (or .venv is new). Editing the Debian list does
+#     not reinstall Python packages.
+# `bash scripts/setup.sh --check` installs nothing: it prints what a run would do and exits 1
+# when something is missing, 0 when everything is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""
-if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+# Debian packages the project needs (space-separated; add new ones here).
+DEBIAN_PACKAGES="espeak-ng libsndfile1"
 
-if ! command -v espeak-ng >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -q libsndfile; then
-  echo "[setup] installing Debian packages: espeak-ng libsndfile1"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng libsndfile1 >/dev/null
-fi
+CHECK=0
+case "${1:-}" in
+  --check) CHECK=1 ;;
+  "") ;;
+  *) echo "usage: bash scripts/setup.sh [--check]" >&2; exit 2 ;;
+esac
 
-# pip prints one warning per package for index locations that do not exist on some machines.
+# Prints the packages of DEBIAN_PACKAGES that dpkg does not report as installed.
+missing_debian_packages() {
+  local pkg status
+  for pkg in $DEBIAN_PACKAGES; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) || status=""
+    case "$status" in
+      *" ok installed") ;;
+      *) printf '%s ' "$pkg" ;;
+    esac
+  done
+}
+
+# pip prints one warning per package for index locations that do not exist on some machines;
+# drop those lines and return pip's own exit status.
 pipq() {
-  local rc=0
-  "$@" 2>&1 | grep -v -e 'is ignored: it is neither a file nor a directory' || true
+  local rc
+  set +e
+  "$@" 2>&1 | grep -v -e 'is ignored: it is neither a file nor a directory'
   rc=${PIPESTATUS[0]}
+  set -e
   return "$rc"
 }
 
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  echo "[setup] creating .venv"
-  "$PY" -m venv .venv
-fi
-
-stamp=.venv/.setup-stamp
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[setup] installing Python packages into .venv (first run: a few minutes, torch is large)"
+# The pip steps. Their text is part of the stamp: changing them reinstalls.
+install_python_packages() {
   pipq .venv/bin/python -m pip install -q --upgrade pip
   # torch and torchaudio must match: 2.9.1 is the newest pair whose torchaudio still ships the
   # functional API we use; PyPI serves the CUDA build, which also runs on CPU.
   pipq .venv/bin/python -m pip install -q "torch==2.9.1" "torchaudio==2.9.1"
   pipq .venv/bin/python -m pip install -q -e ".[dev]"
-  echo "$want" > "$stamp"
+}
+
+todo=0
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "[setup] dpkg-query not found (not a Debian system): install $DEBIAN_PACKAGES yourself" >&2
+else
+  missing=$(missing_debian_packages)
+  if [ -n "$missing" ]; then
+    todo=1
+    if [ "$CHECK" = 1 ]; then
+      echo "[setup] would install Debian packages: $missing"
+    else
+      SUDO=""
+      if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+      echo "[setup] installing Debian packages: $missing"
+      $SUDO apt-get update -qq
+      # shellcheck disable=SC2086  # word splitting of the package list is intended
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+    fi
+  fi
+fi
+
+stamp=.venv/.setup-stamp
+want=$( { cat pyproject.toml; declare -f install_python_packages pipq; } | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+  todo=1
+  if [ "$CHECK" = 1 ]; then
+    echo "[setup] would create .venv"
+  else
+    echo "[setup] creating .venv"
+    "${PYTHON:-python3}" -m venv .venv
+    rm -f "$stamp"
+  fi
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  todo=1
+  if [ "$CHECK" = 1 ]; then
+    echo "[setup] would install Python packages into .venv (stamp $stamp is missing or stale)"
+  else
+    echo "[setup] installing Python packages into .venv (first run: a few minutes, torch is large)"
+    install_python_packages
+    echo "$want" > "$stamp"
+  fi
+fi
+
+if [ "$CHECK" = 1 ]; then
+  [ "$todo" = 0 ] && echo "[setup] everything is in place"
+  exit "$todo"
 fi

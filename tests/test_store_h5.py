@@ -1,0 +1,152 @@
+"""HDF5 export: zarr store -> OUT.h5 -> the same values (h5py alone and through the reader), and
+stage two trained from the HDF5 readers gives the zarr stores' metrics."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import pipeline.store as store_mod
+from pipeline.cli.export import export_cmd
+from pipeline.encoding import calibrate
+from pipeline.store import StoreError, StoreWriter, make_fingerprint, open_store
+from pipeline.store_h5 import dataset_name, is_h5_path, open_h5_store
+from pipeline.store_h5_export import export_h5
+from pipeline.upstreams.base import UpstreamSpec
+
+SPEC = UpstreamSpec("fake_up", "hf", "synthetic", 16000, 50.0, 5, 6)  # L = 5 states, D = 6
+IDS = ["a-1", "spk/utt%2", "b 3", "..", "c4"]  # "/" and "%" must survive as dataset names
+
+
+def _feats(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {u: rng.normal(size=(int(rng.integers(3, 40)), 3, 6)).astype(np.float16) for u in IDS}
+
+
+def _store(path, encoding: str = "fp16", complete: bool = True):
+    """A store of the states [0, 2, 4] of SPEC (L = 3 stored), fp16 / int8 / fp8."""
+    data = _feats()
+    fp = make_fingerprint(SPEC, "w0", None, "m0", encoding=encoding, layers=[0, 2, 4])
+    scales = None if encoding == "fp16" else calibrate(data.values(), encoding, 3, 6)
+    w = StoreWriter(path, fp, chunk_frames=64, scales=scales)
+    for uid, x in data.items():
+        w.append(uid, x)
+    w.close(complete=complete)
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["fp16", "int8", "fp8"])
+def test_round_trip_with_h5py_alone(tmp_path, encoding):
+    src = _store(tmp_path / "s.zarr", encoding)
+    summary = export_h5(src, tmp_path / "s.h5", progress=False)
+    r = open_store(src)
+    assert summary["utterances"] == len(IDS) and summary["frames"] == r.total_frames
+    with h5py.File(tmp_path / "s.h5", "r") as f:  # no pipeline code on the read side
+        fp = json.loads(f.attrs["fingerprint"])
+        assert fp["layers"] == [0, 2, 4] and fp["num_layers"] == 3 and fp["dtype"] == "float16"
+        assert f.attrs["upstream"] == "fake_up" and f.attrs["frame_rate"] == 50.0
+        assert json.loads(f.attrs["layers"]) == [0, 2, 4]
+        assert f.attrs["source_encoding"] == encoding
+        assert list(f["ids"].asstr()[:]) == r.ids
+        for uid, n in zip(f["ids"].asstr()[:], f["lengths"][:], strict=True):
+            x = f["utterances"][dataset_name(uid)][()]  # (T, L, D)
+            assert x.shape == (n, 3, 6) and x.dtype == np.float16
+            np.testing.assert_array_equal(x, r[uid])  # decoded 8-bit values, as the reader gives
+
+
+def test_reader_has_the_loader_interface(tmp_path):
+    src = _store(tmp_path / "s.zarr")
+    export_h5(src, tmp_path / "s.h5", progress=False)
+    z, h = open_store(src), open_h5_store(tmp_path / "s.h5")
+    assert is_h5_path(h.path) and not is_h5_path(src)
+    assert h.ids == z.ids and list(h) == z.ids and len(h) == len(z) and "a-1" in h
+    assert (h.num_layers, h.dim, h.frame_rate, h.layers) == (3, 6, 50.0, [0, 2, 4])
+    assert h.encoding == "fp16" and h.scales is None and h.complete and h.mode == "hdf5"
+    assert h.total_frames == z.total_frames
+    for uid in IDS:
+        assert h.length(uid) == z.length(uid)
+        np.testing.assert_array_equal(h[uid], z[uid])
+        np.testing.assert_array_equal(h.decode(h.raw(uid)), z[uid].astype(np.float32))
+    with pytest.raises(KeyError, match="nope"):
+        h["nope"]
+    again = pickle.loads(pickle.dumps(h))  # DataLoader workers reopen the file
+    np.testing.assert_array_equal(again["c4"], z["c4"])
+
+
+def test_layer_subset_and_float32(tmp_path):
+    src = _store(tmp_path / "s.zarr", "int8")
+    s = export_h5(src, tmp_path / "s.h5", layers="2,4", dtype="float32", progress=False)
+    assert s["layers"] == [2, 4]
+    z, h = open_store(src), open_h5_store(tmp_path / "s.h5")
+    assert h.layers == [2, 4] and h.num_layers == 2 and h.fingerprint["encoding"] == "fp32"
+    for uid in IDS:
+        want = z.decode(z.raw(uid), np.float32)[:, [1, 2]]
+        assert h[uid].dtype == np.float32
+        np.testing.assert_array_equal(h[uid], want)
+    with pytest.raises(StoreError, match=r"does not hold state\(s\) \[1\].*0-4:2"):
+        export_h5(src, tmp_path / "t.h5", layers="0-1", progress=False)
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_refusals_name_the_file_and_the_fix(tmp_path):
+    src = _store(tmp_path / "s.zarr", complete=False)
+    with pytest.raises(StoreError, match="not complete.*--partial"):
+        export_h5(src, tmp_path / "s.h5", progress=False)
+    export_h5(src, tmp_path / "s.h5", partial=True, progress=False)
+    with pytest.raises(StoreError, match="exists; pass --force"):
+        export_h5(src, tmp_path / "s.h5", progress=False)
+    export_h5(src, tmp_path / "s.h5", partial=True, force=True, progress=False)
+    (tmp_path / "x.h5").write_bytes(b"not hdf5")
+    with pytest.raises(StoreError, match="x.h5 cannot be opened as HDF5"):
+        open_h5_store(tmp_path / "x.h5")
+    with h5py.File(tmp_path / "y.h5", "w") as f:
+        f["data"] = np.zeros(3)
+    with pytest.raises(StoreError, match="not an exported feature store"):
+        open_h5_store(tmp_path / "y.h5")
+    with pytest.raises(StoreError, match="no HDF5 feature file"):
+        open_h5_store(tmp_path / "z.h5")
+
+
+def test_cli_command(tmp_path):
+    src = _store(tmp_path / "s.zarr")
+    app = typer.Typer()
+    app.command("export")(export_cmd)
+    app.command("other")(lambda: None)  # two commands: `export` is named, as under `cache`
+    run = CliRunner().invoke(app, ["export", str(src), str(tmp_path / "o.h5"), "--layers", "4", "--no-progress"])  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert "5 utterances" in run.output and open_h5_store(tmp_path / "o.h5").layers == [4]
+    run = CliRunner().invoke(app, ["export", str(src), str(tmp_path / "o.h5")])
+    assert run.exit_code == 1 and "--force" in run.output
+
+
+def test_training_from_hdf5_matches_zarr(tmp_path, monkeypatch):
+    from stages.config import resolve_config
+    from stages.train import train
+    from tests.train_fixtures import make_er_suite
+
+    data, cache = make_er_suite(tmp_path / "er", {"train": 32, "dev": 12, "test": 12})
+    for m in ("up_a", "up_b"):
+        export_h5(cache / f"{m}.zarr", cache / f"{m}.h5", progress=False)
+    real = store_mod.open_store
+    # what open_store does once it dispatches on the suffix
+    monkeypatch.setattr(store_mod, "open_store", lambda p, *a, **k: open_h5_store(p) if is_h5_path(p) else real(p, *a, **k))  # fmt: skip
+
+    def run(suffix: str) -> list[dict]:
+        cfg = resolve_config(
+            interface="ws", models="up_a,up_b", task="er", data=data, cache=cache,
+            out=tmp_path / f"run{suffix}", stores=[str(cache / f"{m}{suffix}") for m in ("up_a", "up_b")],
+            sets=["steps=12", "eval_every=6", "lr=0.01", "batch_size=8"],
+        )  # fmt: skip
+        metrics = json.loads((train(cfg, progress=False) / "metrics.json").read_text())
+        return [(m["split"], m["value"], [s["store"] for s in m["stores"]]) for m in metrics]
+
+    z, h = run(".zarr"), run(".h5")
+    assert [(s, v) for s, v, _ in z] == [(s, v) for s, v, _ in h]  # the same metrics, exactly
+    assert all(p.endswith(".h5") for _, _, ps in h for p in ps)  # really read from HDF5
+    assert z[1][1] > 0.5  # it learned something (chance 0.25)
