@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from stages.report import Layout, RunResult
+from stages.report_layout import INTERFACE_LABEL, Layout, members_resolved, set_label
+from stages.report_runs import RunResult
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
 FUSED = "#666666"
@@ -96,8 +95,6 @@ def _plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from stages.report import INTERFACE_LABEL, _members_resolved, set_label
-
     rows, cols, data = _grid(layout, runs, interfaces, get)
     if not rows:
         path.unlink(missing_ok=True)
@@ -108,7 +105,7 @@ def _plot(
     colors: dict[str, str] = {}  # one colour per upstream across the figure
     used_fused = False
     for ri, (i, r) in enumerate(rows):
-        names = [layout.names.get(m, m) for m in _members_resolved(r, runs)]
+        names = [layout.names.get(m, m) for m in members_resolved(r, runs)]
         for n in names:
             colors.setdefault(n, COLORS[len(colors) % len(COLORS)])
         for ci, col in enumerate(cols):
@@ -150,7 +147,7 @@ def _plot(
 
 
 def write_figures(
-    layout: Layout, runs: dict[str, RunResult], out_dir: str | Path
+    layout: Layout, runs: dict[str, RunResult], out_dir: str | Path, importance: bool = True
 ) -> dict[str, Path]:
     """Write the three figures (those with data) under `out_dir`; returns {name: path}."""
     out = Path(out_dir)
