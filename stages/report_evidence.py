@@ -88,14 +88,18 @@ class Evidence:
     def fusion_sets(self) -> list[Models]:
         return [s for s in self.sets if len(s) > 1]
 
-    def best_single(self, models: Models, iface: str, col: str) -> tuple[Models, Summary] | None:
-        """The best single-upstream cell among `models` with `iface` (CHConv on one upstream is
-        HConv, so CHConv falls back to the HConv rows)."""
+    def best_single(self, models: Models, iface: str, col: str) -> tuple[str, Summary] | None:
+        """(label, cell) of the best single-upstream row among `models` with `iface` (CHConv
+        on one upstream is HConv, so CHConv falls back to the HConv rows)."""
         options = [iface] + (["hconv"] if iface == "chconv" else [])
+        sign = -1.0 if self.direction(col) == "higher" else 1.0
         for opt in options:
-            have = [((m,), s) for m in models if (s := self.stat((m,), opt, col)) is not None]
+            have = [
+                (self.name((m,), opt), s)
+                for m in models
+                if (s := self.stat((m,), opt, col)) is not None
+            ]
             if have:
-                sign = -1.0 if self.direction(col) == "higher" else 1.0
                 return min(have, key=lambda x: sign * x[1].mean)
         return None
 
@@ -133,8 +137,7 @@ def fusion_vs_single(ev: Evidence) -> dict[str, Found]:
                 if single is None:
                     missing.append(f"no single-model {INTERFACE_LABEL[iface]} row of {ev.name(s)}")
                     continue
-                comps.append(compare(ev, col, (ev.name(s, iface), fused),
-                                     (ev.name(single[0], iface), single[1])))  # fmt: skip
+                comps.append(compare(ev, col, (ev.name(s, iface), fused), single))
     return out
 
 
@@ -171,9 +174,10 @@ def spread_ws_vs_gumd(ev: Evidence) -> Found:
             more, less = variance_ratio(g, w), variance_ratio(w, g)
             outcome = ("holds" if more.p is not None and more.p < ALPHA
                        else "fails" if less.p is not None and less.p < ALPHA else "undecided")  # fmt: skip
+            # p: the F-test that decides (GumD spreads more; or, when that fails, WS spreads more)
             sd = "sd " + " vs ".join("–" if x.sd is None else f"{100 * x.sd:.2f}" for x in (w, g))
             comps.append(Comparison(ev.column_label(col), ev.name(s, "ws"), ev.name(s, "gumd"),
-                                    w, g, sd, more.p, outcome))  # fmt: skip
+                                    w, g, sd, less.p if outcome == "fails" else more.p, outcome))  # fmt: skip
     return comps, [] if comps else ["no upstream set with both a WS and a GumD row"]
 
 

@@ -52,7 +52,9 @@ class Part:
 
     def counts(self) -> str:
         if not self.comparisons:
-            return "no comparison possible: " + ("; ".join(self.missing) or "the rows are absent")
+            return "no comparison possible: " + (
+                "; ".join(dict.fromkeys(self.missing)) or "the rows are absent"
+            )
         holds = sum(c.outcome == "holds" for c in self.comparisons)
         fails = sum(c.outcome == "fails" for c in self.comparisons)
         rest = len(self.comparisons) - holds - fails
@@ -169,7 +171,8 @@ def findings_markdown(layout: Layout, runs: dict[str, RunResult]) -> str:
         "a finding is reproduced when every tested part is (contradicted when a tested part is "
         "and none is reproduced). Spreads (F3) "
         f"are compared with a one-sided F-test at p < {ALPHA}. Differences are 'claimed better "
-        "minus compared with' in percentage points (for F5: the difference of the two gains). "
+        "minus compared with' in percentage points, so negative means better in ↓ columns and "
+        "positive in ↑ columns (for F5: the first gain minus the second, positive = the claim). "
         "With 3 seeds only large, consistent differences can be decided.",
         "",
         "| Finding | Verdict |",
