@@ -18,12 +18,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stages.report_layout import Layout, metric_of, row_label  # noqa: E402
+from stages.report_layout import METRIC_LABEL, Layout, metric_of, row_label  # noqa: E402
 from stages.report_runs import RunResult  # noqa: E402
 
 PAGE_PX, DPI = 1200, 100  # a figure is PAGE_PX pixels wide at DPI
-PALETTE = plt.get_cmap("tab10").colors
+
+
+def _palette(n: int) -> list:
+    """n distinct colours: tab10, or tab20 beyond ten rows."""
+    return list(plt.get_cmap("tab10" if n <= 10 else "tab20").colors)
 
 
 def dev_value(line: dict) -> float | None:
@@ -99,13 +104,14 @@ def plot_curves(
         return None
     fig, axes = _panel_grid(len(cols))
     colour: dict[str, tuple] = {}
+    palette = _palette(len(layout.rows))
     for ax, col in zip(axes, cols, strict=True):
         for row in layout.rows:
             for k in row.cells.get(col, []):
                 if k not in runs or not runs[k].log:
                     continue
                 label = row_label(layout, row)
-                c = colour.setdefault(label, PALETTE[len(colour) % len(PALETTE)])
+                c = colour.setdefault(label, palette[len(colour) % len(palette)])
                 pts = [
                     (ln["step"], 100 * v if quantity == "dev" else v)
                     for ln in runs[k].log
@@ -120,12 +126,13 @@ def plot_curves(
         arrow = "lower is better" if direction == "lower" else "higher is better"
         name = layout.column_labels.get(col, col)
         ax.set_title(
-            f"{name}: dev {metric.upper()} (%, {arrow})"
+            f"{name}: dev {METRIC_LABEL.get(metric, metric)} (%, {arrow})"
             if quantity == "dev"
             else f"{name}: train loss",
             fontsize=10,
         )
         ax.set_xlabel("training step", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
         if quantity == "train_loss":

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import yaml
+from PIL import Image
 
 from stages.plan import make_plan
 from stages.report import load_runs, write_report
@@ -104,9 +105,12 @@ def test_curves_and_figures(default_report):
         lines[0] == "step,run,dev,train_loss" and len(lines) == 1 + 8 * 3
     )  # 8 runs x 3 evaluations
     assert lines[1].startswith("10,Whisper tiny.en · WS,")
-    for name in ("ws_layer_weights", "gumd_layer_selection", "hconv_layer_norms"):
+    for name in ("ws_layer_weights", "gumd_layer_selection", "hconv_tap_norms", "curves_dev",
+                 "curves_train_loss"):  # fmt: skip
         p = paths[name]
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+        assert Image.open(p).size[0] == 1200  # fits a 1,200-pixel page
+    assert not (tmp / "results" / "figures" / "hconv_state_importance.png").exists()
 
 
 def test_folds_and_mono_languages_are_averaged(tmp_path):
