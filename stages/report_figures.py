@@ -158,8 +158,8 @@ GUMD = Spec(("gumd",), gumd_shares, "GumD: share of output dimensions selecting 
             "share of dims", "hidden state")  # fmt: skip
 IMPORTANCE_TITLE = (
     "HConv / CHConv: how much each input hidden state matters. Bar = relative change of the "
-    "interface output\n(||f(x) - f(x with that state zeroed)|| / ||f(x)||, best checkpoint, "
-    "dev utterances) per upstream; 0 = ignored"
+    "interface output\n(||f(x) - f(x with that state zeroed)|| / ||f(x)||; best checkpoint of "
+    "the cell's first seed, 16 dev utterances) per upstream; 0 = ignored"
 )
 TAP_TITLE = (
     "HConv / CHConv: first-convolution weight norm per input hidden state divided by sqrt(kernel "
@@ -182,12 +182,20 @@ def write_figures(
     for stale in ("hconv_layer_norms", "hconv_state_importance", "hconv_tap_norms"):
         (out / f"{stale}.png").unlink(missing_ok=True)
     if importance:
+        # one run per cell (its lowest seed): the ablation costs (L + 1) interface passes a run
+        chosen = {
+            min(keys, key=lambda k: (runs[k].seed, k))
+            for r in layout.rows
+            if r.interface in ("hconv", "chconv")
+            for keys in ([k for k in ks if k in runs] for ks in r.cells.values())
+            if keys
+        }
         cache: dict[str, list[np.ndarray] | None] = {}
 
         def get(run: RunResult) -> list[np.ndarray] | None:
-            if run.key not in cache:
+            if run.key in chosen and run.key not in cache:
                 cache[run.key] = run_importance(run)
-            return cache[run.key]
+            return cache.get(run.key)
 
         spec = Spec(("hconv", "chconv"), get, IMPORTANCE_TITLE, "output change",
                     "hidden state of each upstream (0 = input of the first block)")  # fmt: skip

@@ -26,7 +26,7 @@ from pipeline.store import open_store
 from stages.report_runs import RunResult
 
 log = logging.getLogger(__name__)
-MAX_UTTS = 24  # dev utterances per run: the measure is a ratio of sums, stable from a few dozen
+MAX_UTTS = 16  # dev utterances per run (one batch): the measure is a ratio of sums over all frames
 
 
 def _store_paths(cfg: dict) -> list[Path]:
@@ -65,7 +65,11 @@ def run_importance(run: RunResult, max_utts: int = MAX_UTTS) -> list[np.ndarray]
         if not utts:
             raise ValueError(f"no utterance of {dev} is in the run's stores")
         loader = make_loader(
-            FeatureDataset(readers, utts[:max_utts]), 8, tier="auto", device="cpu", prefetch=0
+            FeatureDataset(readers, utts[:max_utts]),
+            max_utts,
+            tier="auto",
+            device="cpu",
+            prefetch=0,
         )
         return state_importance(iface, _batches(loader, limit=max_utts))
     except (OSError, KeyError, ValueError, RuntimeError) as e:

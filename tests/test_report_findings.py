@@ -57,7 +57,10 @@ def test_every_finding_reproduced(tmp_path):
     assert "| F1: A fusion of upstreams beats its best single upstream, for each interface. | " \
            "**reproduced** (3 of 4 parts tested) |" in md  # fmt: skip
     # a comparison line: the fusion's mean ± sd, the best single's, the difference and p
-    assert "| ASR en WER ↓ | Whisper base & WavLM Base+ WS: 30.00 ± 0.20 | Whisper base WS: 40.00 ± 0.20 | -10.00 |" in md
+    assert (
+        "| ASR en WER ↓ | Whisper base & WavLM Base+ WS: 30.00 ± 0.20 | Whisper base WS: 40.00 ± 0.20 | -10.00 |"
+        in md
+    )
 
 
 def test_every_finding_contradicted(tmp_path):
@@ -81,7 +84,9 @@ def test_spread_too_wide_is_inconclusive(tmp_path):
 
 @pytest.mark.parametrize("fid", ["F1", "F3", "F4", "F5"])
 def test_absent_rows_are_inconclusive(tmp_path, fid):
-    layout, runs, verdicts = _findings(tmp_path, paper_world, [0, 1], {"Single model": [[TINY], [BASE]]})
+    layout, runs, verdicts = _findings(
+        tmp_path, paper_world, [0, 1], {"Single model": [[TINY], [BASE]]}
+    )
     assert verdicts[fid] == "inconclusive"
     assert verdicts["F2"] == "reproduced"
     assert "no comparison possible" in findings_markdown(layout, runs)

@@ -35,7 +35,9 @@ def test_difference_is_welchs_t_test():
 
 
 def test_contrast_of_two_gains_adds_variances():
-    xs = [summarize(v) for v in ([1.0, 1.2, 1.1], [0.5, 0.7, 0.6], [1.0, 1.1, 1.2], [0.9, 1.0, 1.1])]
+    xs = [
+        summarize(v) for v in ([1.0, 1.2, 1.1], [0.5, 0.7, 0.6], [1.0, 1.1, 1.2], [0.9, 1.0, 1.1])
+    ]
     c = contrast([(1, xs[0]), (-1, xs[1]), (-1, xs[2]), (1, xs[3])])
     assert c.value == pytest.approx(1.1 - 0.6 - 1.1 + 1.0)
     assert c.se == pytest.approx(math.sqrt(4 * 0.01 / 3))
