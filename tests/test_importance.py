@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from pipeline.analysis.importance import state_importance, tap_counts, tap_normalized_norms
+from pipeline.cli import app
 from pipeline.interfaces import build
 from pipeline.interfaces.hconv import HConvStack
+from stages.report_importance import run_importance
+from stages.report_runs import load_runs
+from tests.train_fixtures import make_er_suite
 
 
 def _batches(scales: list[float], n: int = 3, T: int = 6, D: int = 8, upstreams: int = 1):
@@ -67,3 +74,21 @@ def test_tap_normalised_norms_remove_the_kernel_geometry():
 def test_no_batches_is_an_error():
     with pytest.raises(ValueError, match="no batches"):
         state_importance(build("ws", [(3, 4)]), [])
+
+
+def test_a_trained_runs_importance_from_its_checkpoint_and_stores(tmp_path):
+    """`pipeline train` an HConv fusion of two fake stores, then the report's ablation of it;
+    with the stores gone the run gives None (the figure falls back)."""
+    data, cache = make_er_suite(tmp_path / "suite")
+    run = tmp_path / "runs" / "r"
+    args = ["train", "--interface", "hconv", "--models", "up_a,up_b", "--task", "er", "--data",
+            str(data), "--cache", str(cache), "--out", str(run), "--device", "cpu",
+            "--set", "train.steps=8", "--set", "train.eval_every=4"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (r,) = load_runs(tmp_path / "runs").values()
+    imp = run_importance(r)
+    assert imp is not None and len(imp) == 2
+    assert all(a.ndim == 1 and np.all(a >= 0) and a.max() > 0 for a in imp)
+    shutil.rmtree(cache / "up_b.zarr")
+    assert run_importance(r) is None
