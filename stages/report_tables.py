@@ -1,7 +1,10 @@
-"""The markdown of results/table.md (Table I/II layout) and results/languages.md (Table III layout).
+"""The markdown of results/table.md (Table I/II layout), results/languages.md (Table III layout)
+and the flat dict of results/metrics.json.
 
-Values are stored as fractions by the tasks and shown in %; the best value of each (table,
-section) group per column is in bold; a cell whose runs are partly missing says how many it has.
+Values are stored as fractions by the tasks and shown in %, as mean ± sd over seeds. A best
+value is bolded only where its lead over its section's runner-up exceeds the spread
+(stages/report_cells.py `best_marks`). Each extra scored split (e.g. test_unseen) gets its own
+group of columns after the main split's.
 """
 
 from __future__ import annotations
@@ -9,23 +12,38 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.plan import make_plan
-from stages.report import (
+from stages.report_cells import Cell, best_marks, cell, fmt, seeds_in
+from stages.report_layout import (
     ARROW,
     INTERFACE_LABEL,
     METRIC_LABEL,
     Layout,
-    RunResult,
-    _members_resolved,
-    _read_json,
-    best_marks,
-    cell,
+    extra_splits,
+    members_resolved,
     metric_of,
     set_label,
+    split_label,
+)
+from stages.report_runs import RunResult, read_json
+
+BOLD_RULE = (
+    "A value is in **bold** when it is the best of its section and its lead over the runner-up "
+    "exceeds the two cells' standard deviations added (their mean ± sd intervals do not overlap)"
 )
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.2f}"
+def _seeds_sentence(seeds: list[int]) -> str:
+    if len(seeds) <= 1:
+        return (
+            f"Each cell is one training run (seed {seeds[0] if seeds else 0}): no spread is "
+            "known, so a small difference may be noise. A value is in **bold** when it is the "
+            "best of its section by any margin (with one seed there is no spread to exceed)."
+        )
+    return (
+        f"Each cell is the **mean ± sd over n = {len(seeds)} training seeds** (train.seed "
+        f"{', '.join(map(str, seeds))}; sample sd, ddof 1) on the same cached features; a cell "
+        f"with fewer seeds says (n=…). {BOLD_RULE}."
+    )
 
 
 def _header(layout: Layout, runs: dict[str, RunResult], found: int, expected: int) -> str:
@@ -38,15 +56,23 @@ def _header(layout: Layout, runs: dict[str, RunResult], found: int, expected: in
         "model, concatenated and projected), GumD = per-dimension Gumbel layer selection, HConv = "
         "hierarchical convolution over the layer axis (several upstreams aligned and added), "
         "CHConv = HConv over the concatenated upstreams. WER, CER and EER are in % (lower is "
-        "better, ↓); accuracy is in % (higher is better, ↑). The best value of each section is in "
-        "**bold**. A cell averaged over folds or languages is the mean of its runs."
+        "better, ↓); accuracy is in % (higher is better, ↑). A cell averaged over folds or "
+        "languages is the mean of its runs. " + _seeds_sentence(seeds_in(layout, runs))
     )
+    extra = extra_splits(layout, runs)
+    if extra:
+        lines.append(
+            "Columns headed '…, <split>' score the same runs (best dev checkpoint) on another "
+            "test split: "
+            + "; ".join(f"'{split_label(layout, s)}' = the `{s}` split" for s in extra)
+            + "."
+        )
     if data.get("synth"):
         suite = Path((cfg.get("paths") or {}).get("data_root", "data")) / str(data.get("suite"))
-        info = _read_json(suite / "suite.json", {})
+        info = read_json(suite / "suite.json", {})
         lines.append(
             f"\n**Data**: the built-in offline suite (`pipeline data synth --preset {data['synth']}`), "
-            "speech synthesized with eSpeak NG: English sentences (asr_en), 8 languages (ml_asr), "
+            "synthesized speech: English sentences (asr_en), 8 languages (ml_asr), "
             "synthetic speakers (sv) and four prosody classes standing in for emotions (er). "
             "The numbers show the pipeline working end to end; they are not comparable to the paper's."
         )
@@ -59,7 +85,7 @@ def _header(layout: Layout, runs: dict[str, RunResult], found: int, expected: in
             + ", ".join(f"{v.get('corpus')} (`{v.get('root')}`)" for v in data["import"].values())
             + "."
         )
-    ups = list(dict.fromkeys(m for r in layout.rows for m in _members_resolved(r, runs)))
+    ups = list(dict.fromkeys(m for r in layout.rows for m in members_resolved(r, runs)))
     dims = _upstream_dims(cfg)
     if ups:
         desc = [f"{u} ({dims[u]})" if u in dims else u for u in ups]
@@ -77,6 +103,7 @@ def _header(layout: Layout, runs: dict[str, RunResult], found: int, expected: in
         lines.append(
             f"\n*{expected - found} of {expected} planned runs have no {layout.split} result yet (–).*"
         )
+    lines += [f"\n*Note: {n}.*" for n in layout.notes]
     return "\n".join(lines)
 
 
@@ -98,7 +125,7 @@ def _upstream_dims(cfg: dict) -> dict[str, str]:
     if not cfg:
         return out
     for s in make_plan(cfg).stores.values():
-        fp = _read_json(Path(s.stamp), {}).get("fingerprint") or {}
+        fp = read_json(Path(s.stamp), {}).get("fingerprint") or {}
         if "num_layers" in fp and "dim" in fp:
             out.setdefault(s.upstream, f"{fp['num_layers']} × {fp['dim']}")
     return out
@@ -115,49 +142,76 @@ def _steps_by_column(layout: Layout, runs: dict[str, RunResult]) -> dict[str, in
     return out
 
 
+def row_key(layout: Layout, i: int, runs: dict[str, RunResult], n_tables: int) -> str:
+    """metrics.json's name of a row: "<models joined by +>-<interface>[-t<table>]"."""
+    r = layout.rows[i]
+    return f"{'+'.join(members_resolved(r, runs))}-{r.interface}" + (
+        f"-t{r.table}" if n_tables > 1 else ""
+    )
+
+
+def _metric_entries(c: Cell, name: str) -> dict[str, float]:
+    """{name: mean} (+ name_sd and name_s<seed> per seed with several seeds), in %."""
+    out = {name: round(100 * c.stat.mean, 4)}  # type: ignore[union-attr]
+    if c.stat is not None and c.stat.sd is not None:
+        out[f"{name}_sd"] = round(100 * c.stat.sd, 4)
+        out.update({f"{name}_s{s}": round(100 * v, 4) for s, v in c.per_seed.items()})
+    return out
+
+
 def table_markdown(layout: Layout, runs: dict[str, RunResult]) -> tuple[str, dict]:
-    """The markdown of table.md and the flat metrics dict."""
+    """The markdown of table.md and the flat metrics dict ({row: {column_metric: %}})."""
     metrics: dict[str, dict[str, float]] = {}
     parts, found, expected = [], 0, 0
     tables = list(dict.fromkeys(r.table for r in layout.rows))
+    nominal = len(seeds_in(layout, runs)) or 1
+    splits = [layout.split] + extra_splits(layout, runs)
     for t in tables:
-        rows = [r for r in layout.rows if r.table == t]
+        idx = [i for i, r in enumerate(layout.rows) if r.table == t]
+        rows = [layout.rows[i] for i in idx]
         cols = [c for c in layout.columns if any(c in r.cells for r in rows)]
         head = ["Model", "Interface"]
-        grid: dict[str, list[str]] = {}
-        for c in cols:
-            metric, direction = metric_of(layout, c, runs)
-            head.append(
-                f"{layout.column_labels.get(c, c)} {METRIC_LABEL.get(metric, metric)} {ARROW.get(direction, '')}"
-            )
-            cells = [cell(r, c, runs, layout.split) if c in r.cells else None for r in rows]
-            vals = [x.value if x else None for x in cells]
-            marks = best_marks(rows, vals, direction)
-            grid[c] = []
-            for r, x, m in zip(rows, cells, marks, strict=True):
-                if x is None:
-                    grid[c].append("")
-                    continue
-                found, expected = found + x.found, expected + x.expected
-                s = _pct(x.value)
-                if x.value is not None and 0 < x.found < x.expected:
-                    s += f" ({x.found}/{x.expected})"
-                grid[c].append(f"**{s}**" if m else s)
-                if x.value is not None:
-                    rk = f"{'+'.join(_members_resolved(r, runs))}-{r.interface}" + (
-                        f"-t{t}" if len(tables) > 1 else ""
-                    )
-                    metrics.setdefault(rk, {})[f"{c}_{metric}"] = round(100 * x.value, 4)
-        lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(cols)]
+        grid: list[list[str]] = []
+        for split in splits:
+            for c in cols:
+                metric, direction = metric_of(layout, c, runs)
+                cells = [
+                    cell(layout, i, c, runs, split) if c in layout.rows[i].cells else None
+                    for i in idx
+                ]
+                if split != layout.split and not any(x and x.stat for x in cells):
+                    continue  # this column was not scored on the extra split
+                label = f"{layout.column_labels.get(c, c)} {METRIC_LABEL.get(metric, metric)} {ARROW.get(direction, '')}"
+                head.append(
+                    label if split == layout.split else f"{label}, {split_label(layout, split)}"
+                )
+                marks = best_marks(rows, [x.stat if x else None for x in cells], direction)
+                column = []
+                for i, x, m in zip(idx, cells, marks, strict=True):
+                    if x is None:
+                        column.append("")
+                        continue
+                    if split == layout.split:
+                        found, expected = found + x.found, expected + x.expected
+                    s = fmt(x.stat, nominal)
+                    if x.stat is not None and 0 < x.found < x.expected:
+                        s += f" ({x.found}/{x.expected} runs)"
+                    column.append(f"**{s}**" if m else s)
+                    if x.stat is not None:
+                        name = f"{c}_{metric}" if split == layout.split else f"{c}_{split}_{metric}"
+                        rk = row_key(layout, i, runs, len(tables))
+                        metrics.setdefault(rk, {}).update(_metric_entries(x, name))
+                grid.append(column)
+        lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(grid)]
         prev = (None, None)
-        for i, r in enumerate(rows):
+        for j, r in enumerate(rows):
             if r.section != prev[0]:
-                lines.append(f"| **{r.section}** |" + " |" * (len(cols) + 1))
+                lines.append(f"| **{r.section}** |" + " |" * (len(grid) + 1))
             label = set_label(layout, r.members) if (r.section, tuple(r.members)) != prev else ""
             prev = (r.section, tuple(r.members))
             lines.append(
                 f"| {label} | {INTERFACE_LABEL.get(r.interface, r.interface)} | "
-                + " | ".join(grid[c][i] for c in cols)
+                + " | ".join(g[j] for g in grid)
                 + " |"
             )
         parts.append((f"## Table {t}\n\n" if len(tables) > 1 else "") + "\n".join(lines))
@@ -167,65 +221,3 @@ def table_markdown(layout: Layout, runs: dict[str, RunResult]) -> tuple[str, dic
         + "\n"
     )
     return text, metrics
-
-
-def languages_markdown(layout: Layout, runs: dict[str, RunResult]) -> str:
-    """Per-language CER of every ml_asr column, rows like table.md (the paper's Table III)."""
-    out = [f"# Per-language CER ({layout.split} split, %, lower is better)\n"]
-    any_col = False
-    for col in [c for c in layout.columns if layout.column_task.get(c) == "ml_asr"]:
-        rows = [r for r in layout.rows if col in r.cells]
-        per_row: list[dict[str, float]] = []
-        langs: list[str] = []
-        for r in rows:
-            vals: dict[str, float] = {}
-            for k in r.cells[col]:
-                rec = runs[k].record(layout.split) if k in runs else None
-                if rec is None:
-                    continue
-                if col in layout.expanded:  # one run per language (mono-1h): its own CER
-                    vals[layout.group_of.get(k, k)] = float(rec["value"])
-                else:
-                    vals.update(
-                        {str(a): float(b) for a, b in (rec.get("per_language") or {}).items()}
-                    )
-            per_row.append(vals)
-            langs += [x for x in vals if x not in langs]
-        if col in layout.expanded:  # the config's order of languages
-            order = [layout.group_of.get(k, k) for r in rows for k in r.cells[col]]
-            langs = [x for x in dict.fromkeys(order) if any(x in v for v in per_row)]
-        else:
-            langs.sort()
-        if not langs:
-            continue
-        any_col = True
-        columns = ["Avg."] + langs
-        table = {
-            c: [
-                (sum(v.values()) / len(v) if v else None) if c == "Avg." else v.get(c)
-                for v in per_row
-            ]
-            for c in columns
-        }
-        marks = {c: best_marks(rows, table[c], "lower") for c in columns}
-        out.append(f"## {layout.column_labels.get(col, col)}\n")
-        out.append("| Model | Interface | " + " | ".join(columns) + " |")
-        out.append("|---|---|" + "---:|" * len(columns))
-        prev = (None, None)
-        for i, r in enumerate(rows):
-            if r.section != prev[0]:
-                out.append(f"| **{r.section}** |" + " |" * (len(columns) + 1))
-            label = set_label(layout, r.members) if (r.section, tuple(r.members)) != prev else ""
-            prev = (r.section, tuple(r.members))
-            cells = [
-                f"**{_pct(table[c][i])}**" if marks[c][i] else _pct(table[c][i]) for c in columns
-            ]
-            out.append(
-                f"| {label} | {INTERFACE_LABEL.get(r.interface, r.interface)} | "
-                + " | ".join(cells)
-                + " |"
-            )
-        out.append("")
-    if not any_col:
-        out.append("No ml_asr runs with per-language results.")
-    return "\n".join(out) + "\n"

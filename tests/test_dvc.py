@@ -63,9 +63,11 @@ def app(argv=None, prog_name=None, standalone_mode=True):
         (run / "metrics.json").write_text(json.dumps(recs))
         (run / "log.jsonl").write_text(json.dumps({"step": 10, "train_loss": 1.0, "dev_" + metric: v}) + "\\n")
         (run / "interface_summary.json").write_text(json.dumps({"weights": [[0.5, 0.5]], "layer_norms": [1.0, 2.0]}))
-    elif cmd == "report":
-        from stages.report import write_report
-        write_report(o["runs"], o["out"], o.get("config"))
+    elif cmd == "report":  # the real report needs the real library: run it from the repo
+        import subprocess
+        code = "import sys; from stages.report import write_report; write_report(*sys.argv[1:4], importance=False)"
+        subprocess.run([sys.executable, "-P", "-c", code, o["runs"], o["out"], o.get("config") or ""],
+                       check=True, env={**os.environ, "PYTHONPATH": "@ROOT@"})
     else:
         raise SystemExit(f"fake pipeline: unknown command {argv}")
     return 0
@@ -115,7 +117,7 @@ def _repo(tmp: Path, params_text: str) -> Path:
     (repo / "pipeline" / "data" / "synth.py").write_text("")
     (repo / "pipeline" / "data" / "words" / "en.txt").write_text("word\n")
     (repo / "pipeline" / "cli" / "__init__.py").parent.mkdir()
-    (repo / "pipeline" / "cli" / "__init__.py").write_text(FAKE_CLI)
+    (repo / "pipeline" / "cli" / "__init__.py").write_text(FAKE_CLI.replace("@ROOT@", str(ROOT)))
     (repo / "pipeline" / "store.py").write_text(FAKE_STORE)
     (repo / "params.yaml").write_text(params_text)
     bin_dir = tmp / "bin"

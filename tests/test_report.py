@@ -1,85 +1,34 @@
-"""The report on fabricated run directories: the table's layout and best marks, languages.md,
-metrics.json, curves and the PNG figures; fold and mono-language averaging."""
+"""The report on fabricated run directories: the table's layout, mean ± sd over seeds and the
+bold rule, extra splits, languages.md, metrics.json, curves and the PNG figures; fold and
+mono-language averaging; cells found by the runs' configs whatever their directory names."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
-from stages.plan import load_config, make_plan
+from stages.plan import make_plan
 from stages.report import load_runs, write_report
-
-ROOT = Path(__file__).resolve().parents[1]
-SHAPES = {"whisper_tiny_en": (5, 384), "whisper_base": (7, 512)}
-LANGS = ["cmn", "deu", "eng", "fra"]
+from tests.report_fakes import LANGS, experiment, fabricate, fake_run
 
 
-def fake_run(
-    run_dir: Path,
-    models: list[str],
-    interface: str,
-    task: str,
-    value: float,
-    task_args: dict | None = None,
-    per_language: dict | None = None,
-) -> None:
-    """A run directory as `pipeline train` writes it (config, metrics, log, interface summary)."""
-    run_dir.mkdir(parents=True)
-    metric, direction = {"asr_en": ("wer", "lower"), "ml_asr": ("cer", "lower"),
-                         "sv": ("eer", "lower"), "er": ("accuracy", "higher")}[task]  # fmt: skip
-    cfg = {"interface": interface, "models": models, "task": task, "data": "", "cache": "",
-           "train": {"steps": 100}, "interface_args": {}, "task_args": task_args or {}}  # fmt: skip
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    recs = []
-    for split, v in (("dev", value + 0.01), ("test", value)):
-        rec = {"task": task, "metric": metric, "value": v, "direction": direction, "split": split}
-        if per_language:
-            rec["per_language"] = per_language
-        recs.append(rec)
-    (run_dir / "metrics.json").write_text(json.dumps(recs))
-    log = [
-        {"step": s, "train_loss": 2.0 / s, f"dev_{metric}": value + 1.0 / s} for s in (10, 20, 30)
-    ]
-    (run_dir / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in log))
-    rng = np.random.default_rng(len(run_dir.name))
-    shapes = [SHAPES[m] for m in models]
-    if interface == "ws":
-        summ = {"weights": [(w := rng.random(L)) / w.sum() for L, _ in shapes]}
-    elif interface == "gumd":
-        sel = [rng.integers(0, L, D) for L, D in shapes]
-        summ = {
-            "selected_layer": sel,
-            "histogram": [
-                np.bincount(s, minlength=L) for s, (L, _) in zip(sel, shapes, strict=True)
-            ],
-        }
-    else:
-        summ = {"layer_norms": rng.random(max(L for L, _ in shapes))}
-    (run_dir / "interface_summary.json").write_text(json.dumps(summ, default=lambda a: a.tolist()))
+def _default_value(models: list[str], iface: str, task: str, seed: int) -> float:
+    base = {"ws": 0.30, "gumd": 0.35, "hconv": 0.20, "chconv": 0.25}
+    v = base[iface] + 0.01 * len(models) + (0.05 if models == ["whisper_tiny_en"] else 0)
+    return 1 - v if task == "er" else v
 
 
 @pytest.fixture(scope="module")
 def default_report(tmp_path_factory):
-    """Every run of params.yaml fabricated; value = a fixed function of (interface, task)."""
+    """Every run of the two-Whisper experiment fabricated, one seed; value = f(interface, task)."""
     tmp = tmp_path_factory.mktemp("rep")
-    cfg = load_config(ROOT / "params.yaml")
-    plan = make_plan(cfg)
-    base = {"ws": 0.30, "gumd": 0.35, "hconv": 0.20, "chconv": 0.25}
-    for key, r in plan.runs.items():
-        v = (
-            base[r.interface]
-            + 0.01 * len(r.models)
-            + (0.05 if r.models == ["whisper_tiny_en"] else 0)
-        )
-        if r.task == "er":
-            v = 1 - v
-        pl = {lang: v + 0.01 * i for i, lang in enumerate(LANGS)} if r.task == "ml_asr" else None
-        fake_run(tmp / "runs" / key, r.models, r.interface, r.task, v, r.settings, pl)
-    paths = write_report(tmp / "runs", tmp / "results", ROOT / "params.yaml")
+    cfg_path = tmp / "exp.yaml"
+    cfg_path.write_text(yaml.safe_dump(experiment(), sort_keys=False))
+    fabricate(experiment(), tmp / "runs", _default_value, name=lambda k, s: k)
+    paths = write_report(tmp / "runs", tmp / "results", cfg_path, importance=False)
     return tmp, paths
 
 
@@ -156,14 +105,17 @@ def test_curves_and_figures(default_report):
         lines[0] == "step,run,dev,train_loss" and len(lines) == 1 + 8 * 3
     )  # 8 runs x 3 evaluations
     assert lines[1].startswith("10,Whisper tiny.en · WS,")
-    for name in ("ws_layer_weights", "gumd_layer_selection", "hconv_layer_norms"):
+    for name in ("ws_layer_weights", "gumd_layer_selection", "hconv_tap_norms", "curves_dev",
+                 "curves_train_loss"):  # fmt: skip
         p = paths[name]
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+        assert Image.open(p).size[0] == 1200  # fits a 1,200-pixel page
+    assert not (tmp / "results" / "figures" / "hconv_state_importance.png").exists()
 
 
 def test_folds_and_mono_languages_are_averaged(tmp_path):
     """A config whose er column expands over 2 folds and ml_asr over 2 mono configs."""
-    cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    cfg = experiment()
     cfg["tasks"] = {
         "mono": {"task": "ml_asr", "data": "ml_asr", "set": {"mode": "mono"},
                  "expand": {"config": {"eng1": {"language": "eng"}, "fra1": {"language": "fra"}}}},
@@ -187,11 +139,11 @@ def test_folds_and_mono_languages_are_averaged(tmp_path):
             continue  # a missing fold: the cell averages what exists and says so
         v = vals[key.split("-", 2)[2]] + (0.01 if r.interface == "ws" else 0)
         fake_run(tmp_path / "runs" / key, r.models, r.interface, r.task, v, r.settings)
-    paths = write_report(tmp_path / "runs", tmp_path / "out", cfg_path)
+    paths = write_report(tmp_path / "runs", tmp_path / "out", cfg_path, importance=False)
     rows = [r for r in _rows(paths["table"].read_text()) if r[1]]
     assert rows[0][2:] == ["Mono CER ↓", "ER Acc ↑"]
     assert rows[1][1:] == ["WS", "21.00", "**71.00**"]  # means of (11, 31) and (61, 81)
-    assert rows[2][1:] == ["HConv", "**20.00**", "60.00 (1/2)"]
+    assert rows[2][1:] == ["HConv", "**20.00**", "60.00 (1/2 runs)"]
     lang = _rows(paths["languages"].read_text())
     assert lang[0][2:] == ["Avg.", "eng1", "fra1"]
     assert [r for r in lang if r[1] == "HConv"][0][2:] == ["**20.00**", "**10.00**", "**30.00**"]
@@ -202,7 +154,91 @@ def test_inferred_layout_without_config(tmp_path):
     fake_run(tmp_path / "b", ["whisper_base"], "hconv", "sv", 0.1)
     fake_run(tmp_path / "c", ["whisper_tiny_en", "whisper_base"], "hconv", "sv", 0.15)
     assert sorted(load_runs(tmp_path)) == ["a", "b", "c"]
-    paths = write_report(tmp_path, tmp_path / "out")
+    paths = write_report(tmp_path, tmp_path / "out", importance=False)
     rows = _rows(paths["table"].read_text())
     assert [r[0] for r in rows if not r[1]] == ["**Single model**", "**2-model fusion**"]
-    assert [r[2] for r in rows if r[1]][1:] == ["20.00", "**10.00**", "**15.00**"]
+    # a lone row in its section has no runner-up to lead: not bold
+    assert [r[2] for r in rows if r[1]][1:] == ["20.00", "**10.00**", "15.00"]
+
+
+def _seeded_value(models: list[str], iface: str, task: str, seed: int) -> float:
+    """_default_value plus a per-seed offset: sd 0.1 points on asr_en, 5 points on sv."""
+    sd = {"asr_en": 0.001, "sv": 0.05}.get(task, 0.002)
+    return _default_value(models, iface, task, seed) + sd * (seed - 1)
+
+
+@pytest.fixture(scope="module")
+def seeded_report(tmp_path_factory):
+    """Three seeds, run dirs with names unrelated to the plan's keys, one seed of one cell
+    missing, and a test_unseen split scored on the asr_en runs only."""
+    tmp = tmp_path_factory.mktemp("seeded")
+    cfg = experiment(seeds=[0, 1, 2])
+    cfg_path = tmp / "exp.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    names = iter(range(10_000))
+    n = fabricate(
+        cfg, tmp / "runs", _seeded_value, seeds=[0, 1, 2],
+        name=lambda k, s: f"run{next(names):03d}",
+        extra=lambda m, i, t, s: {"test_unseen": _seeded_value(m, i, t, s) + 0.3} if t == "asr_en" else {},
+    )  # fmt: skip
+    assert n == 8 * 4 * 3
+    runs = load_runs(tmp / "runs")
+    gone = next(
+        k for k, r in runs.items() if r.task == "er" and r.interface == "gumd" and r.seed == 2
+    )
+    (tmp / "runs" / gone / "metrics.json").unlink()
+    fake_run(tmp / "runs" / "stale", ["wavlm_base_plus"], "ws", "er", 0.5)  # not in the plan
+    paths = write_report(tmp / "runs", tmp / "results", cfg_path, importance=False)
+    return tmp, paths
+
+
+def test_cells_are_mean_sd_over_seeds_found_by_config(seeded_report):
+    _, paths = seeded_report
+    md = paths["table"].read_text()
+    assert "mean ± sd over n = 3 training seeds" in md and "do not overlap" in md
+    rows = _rows(md)
+    header, data = rows[0], [r for r in rows[1:] if r[1]]
+    assert header[2:] == ["ASR en WER ↓", "ML-ASR multi CER ↓", "SV EER ↓", "ER Acc ↑",
+                          "ASR en WER ↓, unseen voices"]  # fmt: skip
+    base_hconv = data[3]
+    assert base_hconv[:2] == ["", "HConv"]
+    # asr_en: 21 ± 0.1 leads tiny.en HConv (26 ± 0.1) by 5 > 0.2 points: bold
+    assert base_hconv[2] == "**21.00 ± 0.10**"
+    # sv: the same 5-point lead is inside the spread (5 + 5 points): not bold
+    assert base_hconv[4] == "21.00 ± 5.00" and not any(r[4].startswith("**") for r in data[:4])
+    assert base_hconv[6] == "**51.00 ± 0.10**"  # the unseen-voice column
+    gumd = data[5]
+    assert gumd[1] == "GumD" and gumd[5] == "62.90 ± 0.14 (n=2) (2/3 runs)"
+    assert "1 of 96 planned runs have no test result" in md
+
+
+def test_metrics_json_keeps_every_seed(seeded_report):
+    _, paths = seeded_report
+    m = json.loads(paths["metrics"].read_text())
+    assert len(m) == 8
+    row = m["whisper_base-hconv"]
+    assert row["asr_en_wer"] == 21.0 and row["asr_en_wer_sd"] == 0.1
+    assert [row[f"asr_en_wer_s{s}"] for s in (0, 1, 2)] == [20.9, 21.0, 21.1]
+    assert row["asr_en_test_unseen_wer"] == 51.0 and "sv_test_unseen_eer" not in row
+
+
+def test_languages_md_over_seeds(seeded_report):
+    _, paths = seeded_report
+    md = paths["languages"].read_text()
+    assert "mean ± sd over 3 seeds" in md
+    hconv_base = [r for r in _rows(md) if r[1] == "HConv"][1]
+    assert hconv_base[2:4] == ["**22.50 ± 0.20**", "**21.00 ± 0.20**"]
+
+
+def test_one_column_never_mixes_seeds_of_two_tasks(tmp_path):
+    """Run dirs found by config: an sv run never lands in the er column, whatever its name."""
+    cfg = experiment({"Single model": [["whisper_base"]]}, seeds=[0, 1])
+    cfg_path = tmp_path / "exp.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    key = next(k for k, r in make_plan(cfg).runs.items() if r.task == "sv" and r.interface == "ws")
+    fake_run(tmp_path / "runs" / f"{key}-s0", ["whisper_base"], "ws", "sv", 0.1, seed=0)
+    fake_run(tmp_path / "runs" / "whatever", ["whisper_base"], "ws", "sv", 0.3, seed=1)
+    fake_run(tmp_path / "runs" / f"{key}-s9", ["whisper_base"], "ws", "er", 0.9, seed=1)
+    paths = write_report(tmp_path / "runs", tmp_path / "out", cfg_path, importance=False)
+    ws = [r for r in _rows(paths["table"].read_text()) if r[1] == "WS"][0]
+    assert ws[2:] == ["–", "–", "20.00 ± 14.14", "90.00 (n=1) (1/2 runs)"]

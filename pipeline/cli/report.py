@@ -1,4 +1,4 @@
-"""`pipeline report`: run directories -> results/ (table, per-language CERs, metrics, curves, figures)."""
+"""`pipeline report`: run directories -> results/ (table, findings, per-language CERs, metrics, curves, figures)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,22 @@ def report(
     out: Path = typer.Option(
         Path("results"),
         "--out",
-        help="Where table.md, languages.md, metrics.json, curves/ and figures/ go.",
+        help="Where table.md, findings.md, languages.md, metrics.json, curves/ and figures/ go.",
     ),
     config: Path | None = typer.Option(
         None,
         "--config",
         help="The experiment (params.yaml or configs/*.yaml): rows, order and labels. Without it, rows are inferred from the runs.",
     ),
+    importance: bool = typer.Option(
+        True,
+        "--importance/--no-importance",
+        help="HConv figure: zero each input state and measure the output change (reads each "
+        "HConv/CHConv run's best checkpoint and stores); --no-importance draws the weight-only proxy.",
+    ),
 ) -> None:
-    """Collect run directories into results/table.md, results/languages.md, metrics.json, curves and PNG figures."""
+    """Collect run directories into results/: table.md (mean ± sd over seeds), findings.md (the
+    paper's findings tested), languages.md, metrics.json, curves and PNG figures."""
     from stages.plan import PlanError
     from stages.report import write_report
 
@@ -36,7 +43,7 @@ def report(
         typer.echo(f"error: config {config} does not exist", err=True)
         raise typer.Exit(1)
     try:
-        paths = write_report(runs, out, config)
+        paths = write_report(runs, out, config, importance=importance)
     except PlanError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
