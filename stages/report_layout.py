@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pipeline.interfaces import REGISTRY, interface_label
+from pipeline.tasks import METRIC_LABELS, TASKS
 from stages.plan import Row, make_plan
 from stages.report_runs import RunResult
 
-TASK_METRIC = {"asr_en": ("wer", "lower"), "asr": ("wer", "lower"), "ml_asr": ("cer", "lower")}
-TASK_METRIC.update({"sv": ("eer", "lower"), "er": ("accuracy", "higher")})
-METRIC_LABEL = {"wer": "WER", "cer": "CER", "eer": "EER", "accuracy": "Acc"}
-INTERFACE_LABEL = {"ws": "WS", "hconv": "HConv", "chconv": "CHConv", "gumd": "GumD"}
+# Names, metrics and labels come from the registries beside the code (defined once there).
+TASK_METRIC = {name: (cls.metric, cls.direction) for name, cls in TASKS.items()}
+METRIC_LABEL = METRIC_LABELS
+INTERFACE_LABEL = {name: interface_label(name) for name in REGISTRY}  # in registration order
 ARROW = {"lower": "↓", "higher": "↑"}
 SPLIT_LABEL = {"test_unseen": "unseen voices"}
 NOT_SCORED = ("train", "dev")  # splits that never get a table column
