@@ -45,8 +45,9 @@ def _user_error_types() -> tuple[type, ...]:
 
 
 def _option_value(argv: list[str], names: tuple[str, ...]) -> str | None:
-    for i, a in enumerate(argv):
-        for n in names:
+    """The value of the first of `names` (in that order of preference) given in `argv`."""
+    for n in names:
+        for i, a in enumerate(argv):
             if a == n and i + 1 < len(argv):
                 return argv[i + 1]
             if a.startswith(n + "="):
