@@ -64,3 +64,10 @@ def test_bugs_keep_their_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(train_mod, "train", bug)
     r = CliRunner().invoke(app, _train_args(tmp_path, tmp_path, tmp_path / "run"))
     assert isinstance(r.exception, ZeroDivisionError)
+
+
+def test_a_config_error_is_one_message(tmp_path):
+    args = _train_args(tmp_path, tmp_path, tmp_path / "run") + ["--set", "train.nope=1"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.startswith("error:") and "nope" in r.output
