@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.data.manifest import Utterance
 from pipeline.encoding import decode_torch, is_8bit, stored_dtype
+from pipeline.errors import UserError
 from pipeline.layers import format_layers
 from pipeline.tiers import TIERS, Preloaded, batch_buffer, choose_tier, prefetch
 
@@ -62,11 +63,11 @@ __all__ = [
 ]
 
 
-class MissingUtterancesError(LookupError):
+class MissingUtterancesError(UserError, LookupError):
     """Utterances of the manifest that a store does not hold."""
 
 
-class MisalignedStoresError(ValueError):
+class MisalignedStoresError(UserError, ValueError):
     """Stores whose frame counts for the same utterance disagree beyond rounding."""
 
 
@@ -106,8 +107,9 @@ class FeatureDataset(Dataset):
         if problems:
             raise MissingUtterancesError(
                 ";\n".join(problems)
-                + ".\nRe-run `pipeline extract` for this manifest (it resumes and "
-                "adds the missing ids), or use a manifest that matches the store."
+                + ".\nThe ids are missing from the store (a store holds exactly the manifest it "
+                "was extracted from): re-extract it for this manifest with `pipeline extract ... "
+                "--force`, or check that the manifest is the one the store was built from."
             )
         self.shapes = [(int(s.num_layers), int(s.dim)) for s in self.stores]
         self.encodings = [str(getattr(s, "encoding", "fp16")) for s in self.stores]

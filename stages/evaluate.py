@@ -7,6 +7,10 @@
 Writes a list with one metrics record (the schema of metrics.json) and, for tasks whose
 outputs are transcripts, a hypotheses file `hyp_<split>[_<dataset>].tsv` (id, ref, hyp).
 With `data`, nothing is extracted: a store that is missing is named in the error.
+
+The stores are checked against the run's inputs.json: on its own data every fingerprint field
+and the split's manifest hash must match; on another dataset every field but manifest_hash
+(same upstream, weights, mode, layers, encoding, frame rate). A change raises InputsChanged.
 """
 
 from __future__ import annotations
@@ -16,11 +20,22 @@ import json
 import re
 from pathlib import Path
 
-import torch
-
+from pipeline.checkpoint import json_default, load_checkpoint
+from pipeline.data.splits import read_splits
+from pipeline.errors import UserError
+from pipeline.run_inputs import compare_inputs, read_inputs
 from stages.config import load_config
-from stages.feed import build_setup, read_splits
-from stages.train import _json_default, console, reseed, score_split
+from stages.feed import build_setup, console
+from stages.train import reseed, score_split
+
+EVAL_ADVICE = (
+    "Restore the stores the run was trained on (or point --cache/--store at them), or retrain "
+    "the run on the current ones with `pipeline train ... --force`."
+)
+
+
+class EvaluateError(UserError, ValueError):
+    """An evaluation that cannot run as asked; the message says why and what to do."""
 
 
 def dataset_name(data: str | Path) -> str:
@@ -47,19 +62,15 @@ def evaluate(
         )
     if device != "auto":
         cfg.train.device = device
-    ck = torch.load(best, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(best, "cpu")
     other = data is not None
     if other and cache is None and not stores:
-        raise ValueError(
+        raise EvaluateError(
             "--data needs --cache CACHE_DIR (or --store) holding that dataset's stores"
         )
     # the task is rebuilt from the run's train split (when still there), then its saved state
     own = Path(cfg.data)
-    train_utts = (
-        read_splits(own, ["train"], check_files=False)["train"]
-        if (own / "train.jsonl").exists()
-        else []
-    )
+    train_utts = read_splits(own, ["train"])["train"] if (own / "train.jsonl").exists() else []
     reseed(cfg.train.seed, "init")
     setup = build_setup(
         cfg,
@@ -70,10 +81,12 @@ def evaluate(
         train_utts=train_utts,
         task_state=ck["task_state"],
     )
-    if split not in setup.splits:
-        raise FileNotFoundError(f"{setup.data_dir / (split + '.jsonl')} does not exist")
+    recorded = read_inputs(run_dir)
+    if recorded is not None:
+        ignore = ("manifest_hash",) if other else ()
+        compare_inputs(recorded, setup.inputs, EVAL_ADVICE, ignore_fields=ignore, splits=not other)
     if [tuple(s) for s in ck["shapes"]] != [tuple(s) for s in setup.shapes]:
-        raise ValueError(
+        raise EvaluateError(
             f"the stores for {cfg.models} have shapes (L, D) {setup.shapes}, the run was trained on "
             f"{ck['shapes']}: they come from other upstreams; extract with the run's models"
         )
@@ -86,7 +99,7 @@ def evaluate(
     rec["data"] = str(setup.data_dir)
     suffix = f"{split}_{dataset_name(data)}" if other else split
     out = run_dir / f"eval_{suffix}.json"
-    out.write_text(json.dumps([rec], indent=2, default=_json_default))
+    out.write_text(json.dumps([rec], indent=2, default=json_default))
     if outputs and all(isinstance(o, str) for o in outputs):
         with open(run_dir / f"hyp_{suffix}.tsv", "w", encoding="utf-8", newline="") as f:
             w = csv.writer(f, delimiter="\t", lineterminator="\n")

@@ -18,15 +18,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 from torch import nn
 
-from pipeline.data.manifest import SPLITS, Utterance, read_manifest
+from pipeline.data.manifest import Utterance
+from pipeline.data.splits import read_splits
+from pipeline.interfaces import build
+from pipeline.loader import FeatureDataset, make_loader
+from pipeline.run_inputs import check_agreement, describe_inputs, find_stores
+from pipeline.store import open_store
 from pipeline.tasks import Task, build_task
+from pipeline.upstreams import registry
 from stages.config import RunConfig
 
-
-class StoreMissingError(FileNotFoundError):
-    """A feature store a run needs is not there; the message names it and how to make it."""
+console = Console(stderr=True)
 
 
 @dataclass
@@ -43,11 +48,10 @@ class Setup:
     splits: dict[str, list[Utterance]]  # split -> the task's utterances
     data_dir: Path
     sources: list[Any]  # StoreReaders (cache) or Upstreams (onthefly)
+    inputs: dict = field(default_factory=dict)  # stores' fingerprints, splits' hashes (run_inputs)
     _loaders: dict[tuple, Any] = field(default_factory=dict)
 
     def log(self, msg: str) -> None:
-        from stages.train import console
-
         console.print(msg)
 
 
@@ -57,61 +61,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def find_stores(models: Sequence[str], cache: str | Path, stores: Sequence[str] = ()) -> list[Path]:
-    """One store path per model: `--store` entries (positional or NAME=PATH), else CACHE_DIR/<name>.zarr."""
-    named = dict(s.split("=", 1) for s in stores if "=" in s)
-    positional = [s for s in stores if "=" not in s]
-    paths = []
-    for i, m in enumerate(models):
-        if m in named:
-            p = Path(named[m])
-        elif positional and len(positional) == len(models):
-            p = Path(positional[i])
-        else:
-            p = Path(cache) / f"{m}.zarr"
-        if not p.exists():
-            raise StoreMissingError(
-                f"feature store for upstream {m!r} not found at {p}; extract it first "
-                f"(`pipeline extract` with --model {m} and --out {p}), or point --cache/--store at it"
-            )
-        paths.append(p)
-    return paths
-
-
-def read_splits(
-    data_dir: Path, splits: Sequence[str], check_files: bool
-) -> dict[str, list[Utterance]]:
-    """The split manifests that exist in `data_dir` (train is required when asked for)."""
-    out = {}
-    for split in splits:
-        path = data_dir / f"{split}.jsonl"
-        if path.exists():
-            out[split] = read_manifest(path, check_files=check_files)
-        elif split == "train":
-            raise FileNotFoundError(
-                f"{path} does not exist; a task data dir holds train/dev/test.jsonl"
-            )
-    return out
-
-
 def build_setup(
     cfg: RunConfig,
     *,
     data: str | Path | None = None,
     cache: str | Path | None = None,
     stores: Sequence[str] | None = None,
-    splits: Sequence[str] = SPLITS,
+    splits: Sequence[str] | None = None,
     train_utts: list[Utterance] | None = None,
     task_state: dict | None = None,
 ) -> Setup:
-    """Open the data, build task, interface and head for `cfg` (overrides for evaluation)."""
-    from pipeline.interfaces import build
+    """Open the data, build task, interface and head for `cfg` (overrides for evaluation).
 
+    `splits` None: every split manifest of the data dir. In cache mode each split must agree
+    with every store (ids present, durations matching frame counts), else ManifestStoreMismatch.
+    """
     t = cfg.train
     device = resolve_device(t.device)
     data_dir = Path(data if data is not None else cfg.data)
     onthefly = t.features == "onthefly"
-    found = read_splits(data_dir, splits, check_files=onthefly)
+    found = read_splits(
+        data_dir, splits, check_files=onthefly, required=("train",) if splits is None else splits
+    )
     if train_utts is None:
         train_utts = found.get("train", [])
     task = build_task(cfg.task, dict(cfg.task_args), train_utts)
@@ -124,16 +95,13 @@ def build_setup(
                 f"{data_dir / (k + '.jsonl')}: no utterance is usable by task {cfg.task!r}"
             )
     if onthefly:
-        from pipeline.upstreams.registry import load_upstream
-
         sources = [
-            load_upstream(m, device=str(device), whisper_mode=t.whisper_mode) for m in cfg.models
+            registry.load_upstream(m, device=str(device), whisper_mode=t.whisper_mode)
+            for m in cfg.models
         ]
         shapes = [(u.spec.num_layers, u.spec.dim) for u in sources]
         rates = [float(u.spec.frame_rate) for u in sources]
     else:
-        from pipeline.store import open_store
-
         paths = find_stores(
             cfg.models,
             cache if cache is not None else cfg.cache,
@@ -142,9 +110,15 @@ def build_setup(
         sources = [open_store(p) for p in paths]
         shapes = [(int(r.num_layers), int(r.dim)) for r in sources]
         rates = [float(r.frame_rate) for r in sources]
+        for k, v in selected.items():
+            check_agreement(sources, v, str(data_dir / f"{k}.jsonl"))
+    stores = [] if onthefly else sources
+    inputs = describe_inputs(cfg.models if stores else [], stores, found, data_dir)
     interface = build(cfg.interface, shapes, frame_rates=rates, **cfg.interface_args).to(device)
     head = task.build_head(int(interface.out_dim)).to(device)
-    return Setup(cfg, task, interface, head, device, shapes, rates, selected, data_dir, sources)
+    return Setup(
+        cfg, task, interface, head, device, shapes, rates, selected, data_dir, sources, inputs
+    )
 
 
 def iter_batches(
@@ -159,8 +133,6 @@ def iter_batches(
     if t.features == "onthefly":
         yield from _onthefly_batches(setup, utts, shuffle, t.seed * 1000 + epoch)
         return
-    from pipeline.loader import FeatureDataset, make_loader
-
     key = (id(utts), shuffle)
     if key not in setup._loaders:
         ds = FeatureDataset(setup.sources, utts)

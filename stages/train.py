@@ -5,9 +5,14 @@
 
 Step-based AdamW with gradient accumulation, dev evaluation every `eval_every` steps, a
 best-dev checkpoint, early stopping, fixed seeds and resume after a kill. Run directory:
-config.yaml (resolved), checkpoints/{last,best}.pt, log.jsonl (one line per evaluation),
-task_state.json, metrics.json (dev and test records of the best checkpoint) and
-interface_summary.json (`interface.learned_summary()`, for the report's figures).
+config.yaml (resolved), inputs.json (each store's fingerprint and each split manifest's hash,
+pipeline/run_inputs.py), checkpoints/{last,best}.pt (plain data, read with weights_only=True),
+log.jsonl (one line per evaluation), task_state.json, metrics.json (a record per non-train
+split, e.g. dev, test, test_unseen, of the best checkpoint) and interface_summary.json
+(`interface.learned_summary()`, for the report's figures).
+
+A resumed run refuses stores or manifests that changed since it started (InputsChanged, naming
+the field and the file); `--force` then trains it again from scratch.
 
 Determinism: every micro-batch reseeds torch, numpy and random from (seed, step, micro) and
 every epoch's loader is built from (seed, epoch), so a resumed run reproduces an uninterrupted
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 import zlib
 from collections.abc import Iterator
@@ -27,18 +31,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from pipeline.checkpoint import (
+    atomic_save,
+    json_default,
+    load_checkpoint,
+    plain,
+    rng_state,
+    set_rng_state,
+)
 from pipeline.loader import stores_info
-from stages.config import RunConfig, from_dict, identity, load_config, save_config, to_dict
-from stages.feed import Setup, build_setup, iter_batches
+from pipeline.run_inputs import write_inputs
+from stages.config import RunConfig, from_dict, identity, to_dict
+from stages.feed import Setup, build_setup, console, iter_batches
+from stages.run_dir import RunDirError, inputs_unchanged, prepare_run_dir, truncate_log
 
-console = Console(stderr=True)
-
-
-class RunDirError(RuntimeError):
-    """A run directory that cannot be used as asked; the message says what to do."""
+__all__ = ["RunDirError", "Trainer", "reseed", "score_split", "train", "trainable"]
 
 
 def trainable(module: torch.nn.Module) -> int:
@@ -51,71 +60,6 @@ def reseed(*keys: Any) -> None:
     random.seed(s)
     np.random.seed(s)
     torch.manual_seed(s)
-
-
-def atomic_save(obj: dict, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename over `path`."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
-def _rng_state() -> dict:
-    st = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "random": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    random.setstate(st["random"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def prepare_run_dir(cfg: RunConfig, force: bool = False) -> bool:
-    """Create RUN_DIR and write config.yaml. Returns True when last.pt should be resumed.
-
-    An existing run dir with another config is refused unless `force`, which clears it.
-    """
-    run_dir = Path(cfg.out)
-    cfg_path = run_dir / "config.yaml"
-    if cfg_path.exists():
-        old = load_config(cfg_path)
-        if identity(old) != identity(cfg):
-            if not force:
-                a, b = _flat(identity(old)), _flat(identity(cfg))
-                diff = [
-                    f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
-                    for k in sorted(set(a) | set(b))
-                    if a.get(k) != b.get(k)
-                ]
-                raise RunDirError(
-                    f"{run_dir} holds a run with a different config (differs in {diff}); "
-                    "use another --out, or --force to discard it"
-                )
-            for name in ("checkpoints", "log.jsonl", "metrics.json", "interface_summary.json"):
-                p = run_dir / name
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_config(cfg, cfg_path)
-    return (run_dir / "checkpoints" / "last.pt").exists()
 
 
 def score_split(setup: Setup, split: str, utts: list | None = None) -> tuple[dict, list, list]:
@@ -150,14 +94,6 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (torch.Tensor, np.ndarray)):
-        return x.tolist()
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    return str(x)
-
-
 class Trainer:
     """One run: the setup, optimizer, scheduler and the resumable counters."""
 
@@ -185,22 +121,20 @@ class Trainer:
         return {
             "interface": s.interface.state_dict(),
             "head": s.head.state_dict(),
-            "task_state": s.task.state(),
-            "shapes": s.shapes,
-            "frame_rates": s.frame_rates,
-            "config": to_dict(self.cfg),
+            "task_state": plain(s.task.state()),
+            "shapes": [[int(L), int(D)] for L, D in s.shapes],
+            "frame_rates": [float(r) for r in s.frame_rates],
+            "config": plain(to_dict(self.cfg)),
         }
 
     def save_last(self) -> None:
         ck = self._weights()
         ck.update(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict())
-        ck.update(state=dict(self.state), rng=_rng_state())
+        ck.update(state=plain(self.state), rng=rng_state())
         atomic_save(ck, self.ckpt_dir / "last.pt")
 
     def resume(self) -> None:
-        ck = torch.load(
-            self.ckpt_dir / "last.pt", map_location=self.setup.device, weights_only=False
-        )
+        ck = load_checkpoint(self.ckpt_dir / "last.pt", self.setup.device)
         if identity(from_dict(ck["config"], "checkpoint config")) != identity(self.cfg):
             raise RunDirError(
                 f"{self.ckpt_dir / 'last.pt'} was written by another config; use --force"
@@ -211,8 +145,8 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
         self.state.update(ck["state"])
-        _set_rng_state(ck["rng"])
-        _truncate_log(self.run_dir / "log.jsonl", self.state["step"])
+        set_rng_state(ck["rng"])
+        truncate_log(self.run_dir / "log.jsonl", self.state["step"])
         console.print(f"resumed from step {self.state['step']} ({self.ckpt_dir / 'last.pt'})")
 
     # -- the loop ----------------------------------------------------------------------------
@@ -330,40 +264,35 @@ class Trainer:
             self.save_last()
 
     def finish(self) -> list[dict]:
-        """Load best.pt (or keep the current weights if there is none), score dev and test."""
+        """Load best.pt (or keep the current weights if there is none), score every non-train split.
+
+        Records, in order: dev, test, then the data dir's other splits (e.g. test_unseen).
+        """
         best_path = self.ckpt_dir / "best.pt"
         if best_path.exists():
-            ck = torch.load(best_path, map_location=self.setup.device, weights_only=False)
+            ck = load_checkpoint(best_path, self.setup.device)
             self.setup.interface.load_state_dict(ck["interface"])
             self.setup.head.load_state_dict(ck["head"])
-        records = []
         for split in ("dev", "test"):
             if split not in self.setup.splits:
                 console.print(f"[yellow]no {split}.jsonl in {self.cfg.data}: {split} not scored")
-                continue
+        records = []
+        for split in [k for k in self.setup.splits if k != "train"]:
             rec, _, _ = score_split(self.setup, split)
             rec.setdefault("interface", self.cfg.interface)
             rec.setdefault("models", list(self.cfg.models))
             rec.setdefault("stores", stores_info(self.setup.sources))  # encoding + layers seen
             rec.setdefault("best_step", self.state["best_step"])
+            rec.setdefault("inputs", self.setup.inputs)
             records.append(rec)
         (self.run_dir / "metrics.json").write_text(
-            json.dumps(records, indent=2, default=_json_default)
+            json.dumps(records, indent=2, default=json_default)
         )
         summary = getattr(self.setup.interface, "learned_summary", lambda: {})()
         (self.run_dir / "interface_summary.json").write_text(
-            json.dumps(summary, indent=2, default=_json_default)
+            json.dumps(summary, indent=2, default=json_default)
         )
         return records
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint a run resumes from."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
-    path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
 
 
 def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path:
@@ -377,7 +306,7 @@ def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path
     setup = build_setup(cfg)
     run_dir = Path(cfg.out)
     (run_dir / "task_state.json").write_text(
-        json.dumps(setup.task.state(), indent=2, default=_json_default)
+        json.dumps(setup.task.state(), indent=2, default=json_default)
     )
     console.print(
         f"{cfg.task} on {cfg.data} | interface {cfg.interface} over {','.join(cfg.models)} | "
@@ -386,6 +315,9 @@ def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path
     console.print(
         f"trainable parameters: interface {trainable(setup.interface):,}, head {trainable(setup.head):,}"
     )
+    if resume:
+        resume = inputs_unchanged(run_dir, setup.inputs, force)
+    write_inputs(run_dir, setup.inputs)
     trainer = Trainer(cfg, setup)
     if resume:
         trainer.resume()

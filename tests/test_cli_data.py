@@ -123,3 +123,68 @@ def test_synth_calls_synthesize(tmp_path, monkeypatch):
     assert calls == [(tmp_path / "s", "tiny", 7)]
     r = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--preset", "huge"])
     assert r.exit_code == 1 and "unknown preset 'huge'" in r.stderr
+
+
+def test_check_reports_every_problem_of_every_manifest(tmp_path):
+    import json
+
+    import numpy as np
+
+    from pipeline.audio import write_wav
+    from pipeline.data.manifest import Utterance, write_manifest
+
+    task = tmp_path / "task"
+    write_wav(task / "shared.wav", np.zeros(16000, np.float32))  # 1.0 s
+    write_wav(task / "ok.wav", np.zeros(8000, np.float32))  # 0.5 s
+    (task / "broken.wav").write_text("not audio")
+    write_manifest(
+        task / "train.jsonl",
+        [
+            Utterance("a", "shared.wav", 1.0, 16000, "train"),
+            Utterance("b", "shared.wav", 2.0, 16000, "train"),  # same file, wrong duration
+            Utterance("c", "ok.wav", 0.5, 16000, "train"),
+        ],
+    )
+    write_manifest(task / "test.jsonl", [Utterance("c", "ok.wav", 0.5, 16000, "test")])
+    good = Utterance("d", "gone.wav", 0.5, 16000, "dev").to_json()
+    bad_type = json.dumps({"id": "e", "path": "ok.wav", "duration": "long", "sample_rate": 16000, "split": "dev"})  # fmt: skip
+    (task / "dev.jsonl").write_text(
+        "\n".join(
+            [
+                good,
+                "{oops",
+                bad_type,
+                "[1]",
+                Utterance("f", "broken.wav", 0.5, 16000, "dev").to_json(),
+                good,
+                "{again",
+            ]
+        )  # fmt: skip
+    )
+    r = runner.invoke(app, ["data", "check", str(task)])
+    assert r.exit_code == 1
+    err = r.stderr
+    assert "dev.jsonl:2: not valid JSON" in err and "dev.jsonl:7: not valid JSON" in err
+    assert "dev.jsonl:3: duration must be a positive number" in err
+    assert "dev.jsonl:4: expected a JSON object" in err
+    assert "dev.jsonl:6: duplicate utterance id 'd' (first on line 1)" in err
+    assert "'c': in test.jsonl and train.jsonl" in err
+    assert "b: manifest says 2.000 s" in err and "a: manifest says" not in err
+    assert "d: " in err and "gone.wav does not exist" in err
+    assert "f: " in err and "cannot decode" in err
+    assert "9 problem(s)" in err
+
+
+def test_check_flags_what_extract_refuses(tmp_path):
+    """Anything `read_manifests` (what extract reads) refuses, check reports too."""
+    import pytest
+
+    from pipeline.data.check import check_manifests
+    from pipeline.data.manifest import ManifestError, Utterance, read_manifests, write_manifest
+
+    task = tmp_path / "t"
+    write_manifest(task / "train.jsonl", [Utterance("x", "x.wav", 1.0, 16000, "train")])
+    write_manifest(task / "test_unseen.jsonl", [Utterance("x", "x.wav", 1.0, 16000, "test")])
+    with pytest.raises(ManifestError):
+        read_manifests(task, check_files=False)
+    assert any("test_unseen.jsonl" in p for p in check_manifests(task).problems)

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.run_inputs import StoreMissingError
 from stages.evaluate import evaluate
-from stages.feed import StoreMissingError
 from tests.train_fixtures import make_er_suite
 
 

@@ -35,7 +35,7 @@ def _cfg(er_suite, out, interface="ws", **train_kw):
 
 
 def _weights(run_dir, name="last.pt"):
-    ck = torch.load(run_dir / "checkpoints" / name, weights_only=False)
+    ck = torch.load(run_dir / "checkpoints" / name, weights_only=True)
     return {
         **{f"i.{k}": v for k, v in ck["interface"].items()},
         **{f"h.{k}": v for k, v in ck["head"].items()},

@@ -17,9 +17,12 @@ SHAPES = {"up_a": (3, 8), "up_b": (4, 6)}
 
 
 def make_er_suite(
-    root: Path, sizes: dict[str, int] | None = None, seed: int = 0
+    root: Path, sizes: dict[str, int] | None = None, seed: int = 0, weights_hash: str = "0"
 ) -> tuple[Path, Path]:
-    """Write data/{train,dev,test}.jsonl and cache/{up_a,up_b}.zarr under `root`."""
+    """Write data/<split>.jsonl (train, dev, test or `sizes`' splits) and cache/{up_a,up_b}.zarr.
+
+    The same `seed` gives the same features; `weights_hash` only changes the fingerprint.
+    """
     from pipeline.store import StoreWriter, make_fingerprint, manifest_hash
     from pipeline.upstreams.base import UpstreamSpec
 
@@ -44,7 +47,7 @@ def make_er_suite(
         all_utts += utts
     for m, (L, D) in SHAPES.items():
         spec = UpstreamSpec(m, "hf", "synthetic", 16000, 50.0, L, D)
-        fp = make_fingerprint(spec, "0", None, manifest_hash(all_utts))
+        fp = make_fingerprint(spec, weights_hash, None, manifest_hash(all_utts))
         with StoreWriter(cache / f"{m}.zarr", fp) as w:
             for u in all_utts:
                 w.append(u.id, feats[m][u.id])

@@ -1,18 +1,38 @@
 """The `pipeline` command: a typer app whose sub-commands call the stage modules.
 
 Each command group lives in its own module in this package; this file only assembles them.
+Errors a user can act on print one message and exit 1 (pipeline/cli/errors.py); `--debug`
+(before the sub-command) or PIPELINE_DEBUG=1 shows the full traceback instead.
 """
 
 from __future__ import annotations
 
 import typer
 
+from pipeline.cli.errors import ErrorHandlingGroup
+
 app = typer.Typer(
     name="pipeline",
     help="Cache all hidden layers of frozen speech foundation models, then train fusion interfaces and task heads on the cache.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    cls=ErrorHandlingGroup,
 )
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of any error (also PIPELINE_DEBUG=1)."
+    ),
+) -> None:
+    """Cache all hidden layers of frozen speech foundation models, then train fusion interfaces and task heads on the cache."""
+
+
+def main() -> None:
+    """Entry point of the `pipeline` script."""
+    app()
+
 
 from pipeline.cli import analyze, cache, data, evaluate, extract, report, train  # noqa: E402
 

@@ -28,33 +28,16 @@ def _names(text: str) -> list[str]:
 
 
 def _open(names: list[str], cache: Path, stores: list[str]) -> list:
-    from pipeline.store import StoreError, open_store
-    from stages.feed import StoreMissingError, find_stores
+    from pipeline.run_inputs import find_stores
+    from pipeline.store import open_store
 
-    try:
-        return [open_store(p) for p in find_stores(names, cache, stores)]
-    except (StoreMissingError, StoreError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+    return [open_store(p) for p in find_stores(names, cache, stores)]
 
 
 def _splits(data: Path, names: tuple[str, ...], required: tuple[str, ...] = ("train",)) -> dict:
-    from pipeline.data.manifest import ManifestError, read_manifest
+    from pipeline.data.splits import read_splits
 
-    out = {}
-    for s in names:
-        path = data / f"{s}.jsonl"
-        if not path.is_file():
-            if s in required:
-                typer.echo(f"error: {path} not found; --data must be a task data dir", err=True)
-                raise typer.Exit(1)
-            continue
-        try:
-            out[s] = read_manifest(path, check_files=False)
-        except ManifestError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from None
-    return out
+    return read_splits(data, names, required=required)
 
 
 @app.command("probe")

@@ -99,68 +99,22 @@ def check(
         TimeRemainingColumn,
     )
 
-    from pipeline.audio import AudioError, load_audio
-    from pipeline.data.manifest import ManifestError, read_manifest, read_trials
+    from pipeline.data.check import check_manifests
+    from pipeline.data.manifest import ManifestError
 
-    manifests = [target] if target.is_file() else sorted(target.rglob("*.jsonl"))
-    if not target.exists() or not manifests:
-        raise _fail(f"{target} is not a manifest nor a folder holding *.jsonl manifests")
-    problems: list[str] = []
-    files: dict[Path, tuple[Path, str, float]] = {}  # audio -> (manifest, utt id, duration)
-    ids_by_dir: dict[Path, set[str]] = {}
-    n_utts = 0
-    for m in manifests:
-        try:
-            utts = read_manifest(m, check_files=False)
-        except ManifestError as e:
-            problems.append(str(e))
-            continue
-        n_utts += len(utts)
-        ids_by_dir.setdefault(m.parent, set()).update(u.id for u in utts)
-        for u in utts:
-            files.setdefault(Path(u.path), (m, u.id, u.duration))
-    missing = [
-        f"{m}: {uid}: {p} does not exist" for p, (m, uid, _) in files.items() if not p.is_file()
-    ]
-    problems += missing
-
-    for t in sorted({d / "trials.tsv" for d in ids_by_dir if (d / "trials.tsv").is_file()}):
-        try:
-            unknown = sorted(
-                {i for _, a, b in read_trials(t) for i in (a, b)} - ids_by_dir[t.parent]
-            )
-        except ManifestError as e:
-            problems.append(str(e))
-            continue
-        if unknown:
-            problems.append(
-                f"{t}: {len(unknown)} id(s) not in the manifests beside it, e.g. {unknown[:5]}"
-            )
-
-    present = [p for p in files if p.is_file()]
-    seconds = 0.0
     columns = (TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
-        for p in progress.track(present):
-            m, uid, duration = files[p]
-            try:
-                n = len(load_audio(p))
-            except AudioError as e:
-                problems.append(f"{m}: {uid}: {e}")
-                continue
-            seconds += n / 16000
-            if abs(n / 16000 - duration) > 0.05:
-                problems.append(
-                    f"{m}: {uid}: manifest says {duration:.3f} s, {p} holds {n / 16000:.3f} s"
-                )
-
+        try:
+            rep = check_manifests(target, track=progress.track)
+        except ManifestError as e:
+            raise _fail(str(e)) from None
     typer.echo(
-        f"{len(manifests)} manifest(s), {n_utts} utterance(s), {len(files)} audio file(s), "
-        f"{seconds / 3600:.2f} h decoded"
+        f"{len(rep.manifests)} manifest(s), {rep.utterances} utterance(s), {rep.files} audio "
+        f"file(s), {rep.seconds / 3600:.2f} h decoded"
     )
-    if problems:
-        typer.echo(f"{len(problems)} problem(s):", err=True)
-        for p in problems:
+    if rep.problems:
+        typer.echo(f"{len(rep.problems)} problem(s):", err=True)
+        for p in rep.problems:
             typer.echo(f"  {p}", err=True)
         raise typer.Exit(1)
     typer.echo("all manifests and audio files are usable")

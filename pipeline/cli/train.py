@@ -25,31 +25,26 @@ def train(
     store: list[str] = typer.Option(
         [], "--store", help="An explicit store path, one per model (or NAME=PATH)."
     ),
-    force: bool = typer.Option(False, help="Discard a run with another config in RUN_DIR."),
+    force: bool = typer.Option(
+        False, help="Discard a run in RUN_DIR with another config or changed inputs; retrain."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
 ) -> None:
     """Train (or resume) a run; writes RUN_DIR/metrics.json."""
-    from pipeline.data.manifest import ManifestError
-    from stages.config import ConfigError, resolve_config
-    from stages.feed import StoreMissingError
-    from stages.train import RunDirError
+    from stages.config import resolve_config
     from stages.train import train as run_train
 
-    try:
-        cfg = resolve_config(
-            interface=interface,
-            models=models,
-            task=task,
-            data=data,
-            cache=cache,
-            out=out,
-            config=config,
-            sets=set,
-            stores=store,
-            device=device,
-        )
-        run_dir = run_train(cfg, force=force)
-    except (ConfigError, RunDirError, StoreMissingError, ManifestError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+    cfg = resolve_config(
+        interface=interface,
+        models=models,
+        task=task,
+        data=data,
+        cache=cache,
+        out=out,
+        config=config,
+        sets=set,
+        stores=store,
+        device=device,
+    )
+    run_dir = run_train(cfg, force=force)
     typer.echo(str(run_dir / "metrics.json"))

@@ -13,10 +13,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SPLITS = ("train", "dev", "test")
+from pipeline.errors import UserError
+
+SPLITS = ("train", "dev", "test")  # every task dir has these; more evaluation splits may follow
+MAX_LISTED = 20
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest that cannot be used as it is; the message names the file and what to fix."""
 
 
@@ -79,45 +82,88 @@ def read_manifest(
 ) -> list[Utterance]:
     """Read a JSONL manifest.
 
-    Raises ManifestError naming the file and line for malformed lines, duplicate ids, and (with
-    `check_files`) every audio path that does not exist, all at once, before any work starts.
-    With `absolute`, relative paths are rewritten to absolute ones.
+    Raises ManifestError naming the file and line of every malformed line, every duplicate id
+    and (with `check_files`) every audio path that does not exist, all at once, before any work
+    starts. With `absolute`, relative paths are rewritten to absolute ones.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(
-            f"manifest {path} does not exist; create it with `pipeline data synth` or `pipeline data import`"
-        )
-    root = path.parent.resolve()
-    utts: list[Utterance] = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{path}:{i}: not valid JSON ({e})") from e
-            u = Utterance.from_dict(d, where=f"{path}:{i}")
-            if absolute:
-                u.path = str(u.resolve(root))
-            utts.append(u)
-    _check_unique(utts, path)
+    utts, problems = scan_manifest(path, absolute=absolute)
+    if problems:
+        raise ManifestError(_listing(f"manifest {path} has {len(problems)} problem(s):", problems, "Fix these lines or re-create the manifest."))  # fmt: skip
     if check_files:
+        root = path.parent.resolve()
         missing = [
             u.path if absolute else str(u.resolve(root))
             for u in utts
             if not u.resolve(root).is_file()
         ]
         if missing:
-            shown = "\n  ".join(missing[:50])
-            more = f"\n  ... and {len(missing) - 50} more" if len(missing) > 50 else ""
-            raise ManifestError(
-                f"manifest {path} points at {len(missing)} missing audio file(s):\n  {shown}{more}\n"
-                "Fix the paths or re-create the manifest."
-            )
+            raise ManifestError(_listing(f"manifest {path} points at {len(missing)} missing audio file(s):", missing, "Fix the paths or re-create the manifest."))  # fmt: skip
     return utts
+
+
+def scan_manifest(path: str | Path, absolute: bool = True) -> tuple[list[Utterance], list[str]]:
+    """(the valid utterances, one message per problem): every bad line and duplicate id, by line.
+
+    A missing file is one problem. Types are checked: id and path non-empty strings, duration
+    a positive number, sample_rate a positive integer, split a string.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"manifest {path} does not exist; create it with `pipeline data synth` or `pipeline data import`"  # fmt: skip
+        return [], [msg]
+    root = path.parent.resolve()
+    utts: list[Utterance] = []
+    problems: list[str] = []
+    first_line: dict[str, int] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        return [], [f"{path}: cannot be read as UTF-8 text ({e})"]
+    for i, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        where = f"{path}:{i}"
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{where}: not valid JSON ({e})")
+            continue
+        try:
+            u = Utterance.from_dict(d, where=where)
+            _check_types(u, where)
+        except ManifestError as e:
+            problems.append(str(e))
+            continue
+        if u.id in first_line:
+            problems.append(f"{where}: duplicate utterance id {u.id!r} (first on line {first_line[u.id]}); ids must be unique")  # fmt: skip
+            continue
+        first_line[u.id] = i
+        if absolute:
+            u.path = str(u.resolve(root))
+        utts.append(u)
+    return utts, problems
+
+
+def _check_types(u: Utterance, where: str) -> None:
+    bad = []
+    for name in ("id", "path", "split"):
+        v = getattr(u, name)
+        if not isinstance(v, str) or not v:
+            bad.append(f"{name} must be a non-empty string, got {v!r}")
+    if isinstance(u.duration, bool) or not isinstance(u.duration, (int, float)) or not u.duration > 0:  # fmt: skip
+        bad.append(f"duration must be a positive number of seconds, got {u.duration!r}")
+    if isinstance(u.sample_rate, bool) or not isinstance(u.sample_rate, int) or u.sample_rate <= 0:  # fmt: skip
+        bad.append(f"sample_rate must be a positive integer, got {u.sample_rate!r}")
+    if bad:
+        raise ManifestError(f"{where}: " + "; ".join(bad))
+
+
+def _listing(head: str, items: Sequence[str], advice: str) -> str:
+    shown = "\n  ".join(items[:MAX_LISTED])
+    more = f"\n  ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return f"{head}\n  {shown}{more}\n{advice}"
 
 
 def _check_unique(utts: Sequence[Utterance], where: Path) -> None:
@@ -133,28 +179,49 @@ def _check_unique(utts: Sequence[Utterance], where: Path) -> None:
         )
 
 
-def manifest_paths(data: str | Path, splits: Sequence[str] = SPLITS) -> list[Path]:
-    """A manifest file, or a task folder holding `<split>.jsonl` files, as a list of manifest paths."""
+def manifest_paths(data: str | Path, splits: Sequence[str] | None = None) -> list[Path]:
+    """A manifest file, or a task folder's `<split>.jsonl` files, as a list of manifest paths.
+
+    `splits` None: every `*.jsonl` of the folder, train/dev/test first (so an extra evaluation
+    split such as `test_unseen.jsonl` is extracted and scored with the others).
+    """
     data = Path(data)
     if data.is_file():
         return [data]
     if data.is_dir():
+        if splits is None:
+            names = {p.stem for p in data.glob("*.jsonl") if p.is_file()}
+            splits = [s for s in SPLITS if s in names] + sorted(names - set(SPLITS))
         found = [data / f"{s}.jsonl" for s in splits if (data / f"{s}.jsonl").is_file()]
         if found:
             return found
-        raise ManifestError(f"{data} holds none of {[s + '.jsonl' for s in splits]}")
+        raise ManifestError(
+            f"{data} holds no manifest (<split>.jsonl, e.g. {[s + '.jsonl' for s in SPLITS]})"
+        )
     raise ManifestError(f"{data} is neither a manifest file nor a folder of manifests")
 
 
 def read_manifests(
-    data: str | Path, splits: Sequence[str] = SPLITS, check_files: bool = True
+    data: str | Path, splits: Sequence[str] | None = None, check_files: bool = True
 ) -> list[Utterance]:
-    """All utterances of a manifest file or a task folder (train, dev and test together)."""
+    """All utterances of a manifest file or a task folder (every split together; ids unique)."""
     out: list[Utterance] = []
-    for p in manifest_paths(data, splits):
-        out.extend(read_manifest(p, check_files=check_files))
-    _check_unique(out, Path(data))
+    by_path = {p: read_manifest(p, check_files=check_files) for p in manifest_paths(data, splits)}
+    for utts in by_path.values():
+        out.extend(utts)
+    shared = cross_split_duplicates(by_path)
+    if shared:
+        raise ManifestError(_listing(f"{data}: {len(shared)} duplicate utterance id(s) across manifests:", shared, "An utterance belongs to one split; remove it from all but one manifest."))  # fmt: skip
     return out
+
+
+def cross_split_duplicates(by_path: dict[Path, Sequence[Utterance]]) -> list[str]:
+    """One line per id found in more than one manifest: `id: in a.jsonl and b.jsonl`."""
+    where: dict[str, list[str]] = {}
+    for p, utts in by_path.items():
+        for u in utts:
+            where.setdefault(u.id, []).append(Path(p).name)
+    return [f"{uid!r}: in {' and '.join(ps)}" for uid, ps in where.items() if len(ps) > 1]
 
 
 def read_trials(path: str | Path) -> list[tuple[int, str, str]]:
