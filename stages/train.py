@@ -216,14 +216,16 @@ class Trainer:
         console.print(f"resumed from step {self.state['step']} ({self.ckpt_dir / 'last.pt'})")
 
     # -- the loop ----------------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> Iterator[dict]:
+        """Epoch `epoch`'s training batches (a distributed trainer yields its rank's part)."""
+        return iter_batches(self.setup, self.setup.splits["train"], shuffle=True, epoch=epoch)
+
     def _stream(self) -> Iterator[dict]:
         """Training batches across epochs; keeps (epoch, pos) exact for resume."""
         s, t = self.state, self.cfg.train
         while True:
             reseed(t.seed, "epoch", s["epoch"])
-            it = iter_batches(
-                self.setup, self.setup.splits["train"], shuffle=True, epoch=s["epoch"]
-            )
+            it = self._epoch_batches(s["epoch"])
             for _ in range(s["pos"]):  # skip what the checkpointed run already consumed
                 if next(it, None) is None:
                     break
@@ -237,33 +239,48 @@ class Trainer:
             s["epoch"] += 1
             s["pos"] = 0
 
-    def _train_step(self, stream: Iterator[dict]) -> float:
-        s, t, su = self.state, self.cfg.train, self.setup
+    def begin_step(self) -> None:
+        """Train mode, the interface's schedule for this step, zeroed gradients."""
+        su = self.setup
         su.interface.train()
         su.head.train()
         if hasattr(su.interface, "step"):
-            su.interface.step(s["step"])
+            su.interface.step(self.state["step"])
         self.opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for micro in range(t.accum):
-            batch = next(stream)
-            reseed(t.seed, "step", s["step"], micro)
-            out, out_len = su.interface(batch["feats"], batch["lengths"])
-            targets = _to_device(
-                su.task.collate([su.task.target(u) for u in batch["utts"]]), su.device
+
+    def batch_loss(self, batch: dict) -> torch.Tensor:
+        """The task's loss on one micro-batch (a scalar tensor)."""
+        su = self.setup
+        out, out_len = su.interface(batch["feats"], batch["lengths"])
+        targets = _to_device(su.task.collate([su.task.target(u) for u in batch["utts"]]), su.device)
+        return su.task.loss(su.head, out, out_len, targets)
+
+    def micro_step(self, batch: dict, micro: int) -> float:
+        """Reseed from (seed, step, micro), forward and backward one micro-batch -> loss / accum."""
+        s, t = self.state, self.cfg.train
+        reseed(t.seed, "step", s["step"], micro)
+        loss = self.batch_loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at step {s['step']} (utts {batch['ids'][:4]}...)"
             )
-            loss = su.task.loss(su.head, out, out_len, targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at step {s['step']} (utts {batch['ids'][:4]}...)"
-                )
-            (loss / t.accum).backward()
-            total += loss.item() / t.accum
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
+        (loss / t.accum).backward()
+        return loss.item() / t.accum
+
+    def end_step(self) -> None:
+        """Clip, optimizer and scheduler step, count the step."""
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip)
         self.opt.step()
         self.sched.step()
-        s["step"] += 1
+        self.state["step"] += 1
+
+    def _train_step(self, stream: Iterator[dict]) -> float:
+        self.begin_step()
+        total = 0.0
+        for micro in range(self.cfg.train.accum):
+            total += self.micro_step(next(stream), micro)
+        self.end_step()
         return total
 
     def _evaluate(self, losses: list[float]) -> bool:
