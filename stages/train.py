@@ -161,6 +161,8 @@ def _json_default(x: Any) -> Any:
 class Trainer:
     """One run: the setup, optimizer, scheduler and the resumable counters."""
 
+    main = True  # this process writes the run directory (not so on DDP ranks > 0)
+
     def __init__(self, cfg: RunConfig, setup: Setup):
         self.cfg, self.setup = cfg, setup
         self.run_dir = Path(cfg.out)
@@ -212,7 +214,8 @@ class Trainer:
         self.sched.load_state_dict(ck["scheduler"])
         self.state.update(ck["state"])
         _set_rng_state(ck["rng"])
-        _truncate_log(self.run_dir / "log.jsonl", self.state["step"])
+        if self.main:
+            _truncate_log(self.run_dir / "log.jsonl", self.state["step"])
         console.print(f"resumed from step {self.state['step']} ({self.ckpt_dir / 'last.pt'})")
 
     # -- the loop ----------------------------------------------------------------------------

@@ -28,9 +28,14 @@ def train(
     force: bool = typer.Option(False, help="Discard a run with another config in RUN_DIR."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
 ) -> None:
-    """Train (or resume) a run; writes RUN_DIR/metrics.json."""
+    """Train (or resume) a run; writes RUN_DIR/metrics.json.
+
+    Under `torchrun --nproc_per_node=N -m pipeline.cli train ...` the run is one DDP job over
+    the N processes (train.batch_size is the global batch; see docs/TRAINING.md).
+    """
     from pipeline.data.manifest import ManifestError
     from stages.config import ConfigError, resolve_config
+    from stages.ddp import train_ddp, world_size
     from stages.feed import StoreMissingError
     from stages.train import RunDirError
     from stages.train import train as run_train
@@ -48,8 +53,38 @@ def train(
             stores=store,
             device=device,
         )
-        run_dir = run_train(cfg, force=force)
+        if world_size() > 1:  # started by torchrun: one DDP run over its processes
+            run_dir = train_ddp(cfg, force=force)
+        else:
+            run_dir = run_train(cfg, force=force)
     except (ConfigError, RunDirError, StoreMissingError, ManifestError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
     typer.echo(str(run_dir / "metrics.json"))
+
+
+def train_packed(
+    configs: list[Path] = typer.Argument(
+        ..., help="Resolved run configs (RUN_DIR/config.yaml files, each with its `out`)."
+    ),
+    force: bool = typer.Option(False, help="Discard runs with another config in their RUN_DIR."),
+    device: str = typer.Option("", help="Override train.device for every run (cpu, cuda ...)."),
+) -> None:
+    """Train (or resume) runs that share one pass over the cache, in groups that can share it."""
+    from pipeline.data.manifest import ManifestError
+    from stages.config import ConfigError, load_config
+    from stages.feed import StoreMissingError
+    from stages.pack import PackError, pack_groups
+    from stages.pack import train_packed as run_packed
+    from stages.train import RunDirError
+
+    try:
+        cfgs = [load_config(c) for c in configs]
+        for cfg in cfgs:
+            cfg.train.device = device or cfg.train.device
+        for group in pack_groups(cfgs):
+            for run_dir in run_packed(group, force=force):
+                typer.echo(str(run_dir / "metrics.json"))
+    except (ConfigError, PackError, RunDirError, StoreMissingError, ManifestError, FileNotFoundError) as e:  # fmt: skip
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
