@@ -128,3 +128,22 @@ def test_killed_packed_runs_resume_and_catch_up(er_suite, alone, tmp_path, monke
     packed = train_packed(cfgs, progress=False)
     for a, p in zip(alone, packed, strict=True):
         _assert_same_run(a, p)
+
+
+def test_cli_trains_config_files_in_pack_groups(er_suite, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from stages.config import save_config
+
+    files = []
+    for i, (interface, models, seed) in enumerate([("ws", "up_a,up_b", 0), ("gumd", "up_a", 0), ("ws", "up_b", 1)]):  # fmt: skip
+        cfg = _cfg(er_suite, tmp_path / f"run{i}", interface, models, 2, steps=2, seed=seed)
+        save_config(cfg, tmp_path / f"c{i}.yaml")
+        files.append(str(tmp_path / f"c{i}.yaml"))
+    res = CliRunner().invoke(app, ["train-packed", *files])
+    assert res.exit_code == 0, res.output
+    printed = [w for w in res.output.split() if w.endswith("metrics.json")]
+    assert sorted(printed) == sorted(str(tmp_path / f"run{i}" / "metrics.json") for i in range(3))  # fmt: skip
+    res = CliRunner().invoke(app, ["train-packed", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 1 and "nope.yaml does not exist" in res.output
