@@ -2,10 +2,12 @@
 
 Usage: .venv/bin/python bench/bench_pack.py [--tasks er,asr] [--utts 48] [--layers 13]
        [--dim 256] [--er-steps 40] [--asr-steps 20] [--batch 8] [--device cpu|cuda] [--threads 1]
+       [--light]
 
 Synthetic stores (two upstreams of L x D fp16 hidden states, 1-3 s utterances at 50 Hz, the same
 frame counts, so every run packs) feed K = 8 runs of one table column: ws, hconv, gumd, chconv
-over both stores and ws, hconv over each store alone. For each task the 8 runs are trained
+over both stores and ws, hconv over each store alone (--light: 8 ws runs over both stores at 8
+learning rates, the light-head case where the feed dominates). For each task the 8 runs are trained
 with `stages.train.train` one after the other, then together with `stages.pack.train_packed`,
 in the same process; the ratios packed / sequential of wall time and of this process's CPU
 time (steadier on a shared machine) are printed (goal on a GPU: 8 light-head runs
@@ -63,12 +65,15 @@ def make_suite(root: Path, n: int, layers: int, dim: int, seed: int = 0) -> tupl
 
 
 def configs(task: str, data: Path, cache: Path, out: Path, args: argparse.Namespace) -> list:
+    """The K = 8 runs: the table column (RUNS), or with --light 8 ws runs at 8 learning rates."""
     steps = args.er_steps if task == "er" else args.asr_steps
     sets = [f"train.steps={steps}", f"train.eval_every={steps}", f"train.batch_size={args.batch}",
             f"train.threads={args.threads}", *HEADS[task]]  # fmt: skip
+    runs = [("ws", "a,b", f"train.lr={1e-3 * (k + 1)}") for k in range(8)] if args.light else [(i, m, "") for i, m in RUNS]  # fmt: skip
     return [resolve_config(interface=i, models=m, task=task, data=data, cache=cache,
-                           out=out / f"{k}-{i}-{m.replace(',', '')}", sets=sets, device=args.device)
-            for k, (i, m) in enumerate(RUNS)]  # fmt: skip
+                           out=out / f"{k}-{i}-{m.replace(',', '')}", sets=[*sets, lr] if lr else sets,
+                           device=args.device)
+            for k, (i, m, lr) in enumerate(runs)]  # fmt: skip
 
 
 def metrics(run_dirs: list[Path]) -> list:
@@ -102,6 +107,9 @@ def main() -> None:
     ap.add_argument("--asr-steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--light", action="store_true", help="8 ws runs (lr 1e-3..8e-3) instead of the table column"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,6 +117,7 @@ def main() -> None:
         data, cache = make_suite(root, args.utts, args.layers, args.dim)
         # warm-up: imports, kernels and the page cache, outside the timings
         train(configs("er", data, cache, root / "warm", args)[0], progress=False)
+        print(f"runs: {'8 x ws (8 learning rates)' if args.light else RUNS}")
         print(f"device {args.device}, torch threads {torch.get_num_threads()}, "
               f"{args.utts} train utterances, stores 2 x ({args.layers} x {args.dim}) fp16")  # fmt: skip
         for task in args.tasks.split(","):
