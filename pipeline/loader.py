@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "TIERS",
     "BucketBatchSampler",
+    "DistributedBucketSampler",
     "FeatureDataset",
     "FeatureLoader",
     "MisalignedStoresError",
@@ -214,6 +215,32 @@ class BucketBatchSampler(Sampler):
     def __len__(self) -> int:
         n = len(self.durations)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+class DistributedBucketSampler(BucketBatchSampler):
+    """Rank `rank` of `world`'s disjoint part of each global bucketed batch.
+
+    The global batches are `BucketBatchSampler`'s (the same order on every rank, seeded by
+    seed and epoch); rank r takes the r-th of `world` contiguous, near-equal slices of each.
+    A global batch with fewer than `world` utterances is skipped, so every rank steps together.
+    """
+
+    def __init__(self, durations: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
+                 bucket_batches: int = 50, drop_last: bool = False, rank: int = 0, world: int = 1):  # fmt: skip
+        super().__init__(durations, batch_size, shuffle, seed, bucket_batches, drop_last)
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is outside a world of {world} processes")
+        self.rank, self.world = rank, world
+
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        parts = []
+        for b in super().batches(epoch):
+            if len(b) >= self.world:
+                parts.append(np.array_split(np.asarray(b), self.world)[self.rank].tolist())
+        return parts
+
+    def __len__(self) -> int:
+        return len(self.batches())
 
 
 class Collate:
@@ -377,18 +404,23 @@ def make_loader(
     gpu_fraction: float = 0.5,
     ram_fraction: float = 0.5,
     prefetch: int = 2,
+    rank: int = 0,
+    world: int = 1,
 ) -> FeatureLoader:
     """A length-bucketed loader over `dataset`, served from the tier chosen (or forced).
 
     device: where training runs (default: CUDA when available). num_workers: reader processes
     for the mmap tier (spawned; ignored by the preloaded tiers, which need none). prefetch:
-    batches a background thread prepares ahead when no worker does (0: none).
+    batches a background thread prepares ahead when no worker does (0: none). rank, world:
+    this process's disjoint part of each global batch under DDP (`DistributedBucketSampler`).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     chosen, reason = choose_tier(dataset.nbytes(), device, tier, gpu_fraction, ram_fraction)
-    sampler = BucketBatchSampler(
-        dataset.durations(), batch_size, shuffle, seed, bucket_batches, drop_last
-    )
+    args = (dataset.durations(), batch_size, shuffle, seed, bucket_batches, drop_last)
+    if world > 1:
+        sampler = DistributedBucketSampler(*args, rank=rank, world=world)
+    else:
+        sampler = BucketBatchSampler(*args)
     return FeatureLoader(dataset, sampler, chosen, reason, device, num_workers, prefetch)

@@ -47,7 +47,7 @@ from stages.config import RunConfig, from_dict, identity, to_dict
 from stages.feed import Setup, build_setup, console, iter_batches
 from stages.run_dir import RunDirError, inputs_unchanged, prepare_run_dir, truncate_log
 
-__all__ = ["RunDirError", "Trainer", "reseed", "score_split", "train", "trainable"]
+__all__ = ["RunDirError", "Trainer", "open_run", "reseed", "score_split", "train", "trainable"]
 
 
 def trainable(module: torch.nn.Module) -> int:
@@ -96,6 +96,8 @@ def _to_device(x: Any, device: torch.device) -> Any:
 
 class Trainer:
     """One run: the setup, optimizer, scheduler and the resumable counters."""
+
+    main = True  # this process writes the run directory (not so on DDP ranks > 0)
 
     def __init__(self, cfg: RunConfig, setup: Setup):
         self.cfg, self.setup = cfg, setup
@@ -146,18 +148,21 @@ class Trainer:
         self.sched.load_state_dict(ck["scheduler"])
         self.state.update(ck["state"])
         set_rng_state(ck["rng"])
-        truncate_log(self.run_dir / "log.jsonl", self.state["step"])
+        if self.main:
+            truncate_log(self.run_dir / "log.jsonl", self.state["step"])
         console.print(f"resumed from step {self.state['step']} ({self.ckpt_dir / 'last.pt'})")
 
     # -- the loop ----------------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> Iterator[dict]:
+        """Epoch `epoch`'s training batches (a distributed trainer yields its rank's part)."""
+        return iter_batches(self.setup, self.setup.splits["train"], shuffle=True, epoch=epoch)
+
     def _stream(self) -> Iterator[dict]:
         """Training batches across epochs; keeps (epoch, pos) exact for resume."""
         s, t = self.state, self.cfg.train
         while True:
             reseed(t.seed, "epoch", s["epoch"])
-            it = iter_batches(
-                self.setup, self.setup.splits["train"], shuffle=True, epoch=s["epoch"]
-            )
+            it = self._epoch_batches(s["epoch"])
             for _ in range(s["pos"]):  # skip what the checkpointed run already consumed
                 if next(it, None) is None:
                     break
@@ -171,33 +176,48 @@ class Trainer:
             s["epoch"] += 1
             s["pos"] = 0
 
-    def _train_step(self, stream: Iterator[dict]) -> float:
-        s, t, su = self.state, self.cfg.train, self.setup
+    def begin_step(self) -> None:
+        """Train mode, the interface's schedule for this step, zeroed gradients."""
+        su = self.setup
         su.interface.train()
         su.head.train()
         if hasattr(su.interface, "step"):
-            su.interface.step(s["step"])
+            su.interface.step(self.state["step"])
         self.opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for micro in range(t.accum):
-            batch = next(stream)
-            reseed(t.seed, "step", s["step"], micro)
-            out, out_len = su.interface(batch["feats"], batch["lengths"])
-            targets = _to_device(
-                su.task.collate([su.task.target(u) for u in batch["utts"]]), su.device
+
+    def batch_loss(self, batch: dict) -> torch.Tensor:
+        """The task's loss on one micro-batch (a scalar tensor)."""
+        su = self.setup
+        out, out_len = su.interface(batch["feats"], batch["lengths"])
+        targets = _to_device(su.task.collate([su.task.target(u) for u in batch["utts"]]), su.device)
+        return su.task.loss(su.head, out, out_len, targets)
+
+    def micro_step(self, batch: dict, micro: int) -> float:
+        """Reseed from (seed, step, micro), forward and backward one micro-batch -> loss / accum."""
+        s, t = self.state, self.cfg.train
+        reseed(t.seed, "step", s["step"], micro)
+        loss = self.batch_loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at step {s['step']} (utts {batch['ids'][:4]}...)"
             )
-            loss = su.task.loss(su.head, out, out_len, targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at step {s['step']} (utts {batch['ids'][:4]}...)"
-                )
-            (loss / t.accum).backward()
-            total += loss.item() / t.accum
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
+        (loss / t.accum).backward()
+        return loss.item() / t.accum
+
+    def end_step(self) -> None:
+        """Clip, optimizer and scheduler step, count the step."""
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip)
         self.opt.step()
         self.sched.step()
-        s["step"] += 1
+        self.state["step"] += 1
+
+    def _train_step(self, stream: Iterator[dict]) -> float:
+        self.begin_step()
+        total = 0.0
+        for micro in range(self.cfg.train.accum):
+            total += self.micro_step(next(stream), micro)
+        self.end_step()
         return total
 
     def _evaluate(self, losses: list[float]) -> bool:
@@ -295,19 +315,37 @@ class Trainer:
         return records
 
 
-def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) the run `cfg.out`; returns the run directory."""
+def open_run(cfg: RunConfig, force: bool, *, main: bool = True) -> tuple[Setup, bool]:
+    """Everything a run does before its first step, one way for a lone, packed or DDP run:
+    prepare the run directory, seed and build the setup, check and record the inputs.
+
+    `main` is False on the DDP ranks that neither write nor decide (rank 0 did, before them).
+    Returns (setup, resume: whether a checkpoint to resume from is there and still valid)."""
     if not cfg.out:
         raise RunDirError("no run directory: give --out RUN_DIR")
-    resume = prepare_run_dir(cfg, force)
+    run_dir = Path(cfg.out)
+    if main:
+        resume = prepare_run_dir(cfg, force)
+    else:
+        resume = (run_dir / "checkpoints" / "last.pt").exists()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     reseed(cfg.train.seed, "init")  # the interface's and head's initial weights
     setup = build_setup(cfg)
+    if main:
+        (run_dir / "task_state.json").write_text(
+            json.dumps(setup.task.state(), indent=2, default=json_default)
+        )
+        if resume:
+            resume = inputs_unchanged(run_dir, setup.inputs, force)
+        write_inputs(run_dir, setup.inputs)
+    return setup, resume
+
+
+def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) the run `cfg.out`; returns the run directory."""
+    setup, resume = open_run(cfg, force)
     run_dir = Path(cfg.out)
-    (run_dir / "task_state.json").write_text(
-        json.dumps(setup.task.state(), indent=2, default=json_default)
-    )
     console.print(
         f"{cfg.task} on {cfg.data} | interface {cfg.interface} over {','.join(cfg.models)} | "
         f"device {setup.device} | features {cfg.train.features}"
@@ -315,9 +353,6 @@ def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path
     console.print(
         f"trainable parameters: interface {trainable(setup.interface):,}, head {trainable(setup.head):,}"
     )
-    if resume:
-        resume = inputs_unchanged(run_dir, setup.inputs, force)
-    write_inputs(run_dir, setup.inputs)
     trainer = Trainer(cfg, setup)
     if resume:
         trainer.resume()

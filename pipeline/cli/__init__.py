@@ -54,6 +54,10 @@ app.command(
 app.command("train", help="Stage two: train an interface and a task head from cached stores.")(
     train.train
 )
+app.command(
+    "train-packed",
+    help="Train runs that share one pass over the cache (RUN_DIR/config.yaml files).",
+)(train.train_packed)
 app.command("evaluate", help="Re-score a trained run from its best checkpoint.")(evaluate.evaluate)
 app.command("report", help="Collect run directories into results/table.md, metrics and figures.")(
     report.report

@@ -30,8 +30,13 @@ def train(
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
 ) -> None:
-    """Train (or resume) a run; writes RUN_DIR/metrics.json."""
+    """Train (or resume) a run; writes RUN_DIR/metrics.json.
+
+    Under `torchrun --nproc_per_node=N -m pipeline.cli train ...` the run is one DDP job over
+    the N processes (train.batch_size is the global batch; see docs/TRAINING.md).
+    """
     from stages.config import resolve_config
+    from stages.ddp import train_ddp, world_size
     from stages.train import train as run_train
 
     cfg = resolve_config(
@@ -46,5 +51,28 @@ def train(
         stores=store,
         device=device,
     )
-    run_dir = run_train(cfg, force=force)
+    if world_size() > 1:  # started by torchrun: one DDP run over its processes
+        run_dir = train_ddp(cfg, force=force)
+    else:
+        run_dir = run_train(cfg, force=force)
     typer.echo(str(run_dir / "metrics.json"))
+
+
+def train_packed(
+    configs: list[Path] = typer.Argument(
+        ..., help="Resolved run configs (RUN_DIR/config.yaml files, each with its `out`)."
+    ),
+    force: bool = typer.Option(False, help="Discard runs with another config in their RUN_DIR."),
+    device: str = typer.Option("", help="Override train.device for every run (cpu, cuda ...)."),
+) -> None:
+    """Train (or resume) runs that share one pass over the cache, in groups that can share it."""
+    from stages.config import load_config
+    from stages.pack import pack_groups
+    from stages.pack import train_packed as run_packed
+
+    cfgs = [load_config(c) for c in configs]
+    for cfg in cfgs:
+        cfg.train.device = device or cfg.train.device
+    for group in pack_groups(cfgs):
+        for run_dir in run_packed(group, force=force):
+            typer.echo(str(run_dir / "metrics.json"))
