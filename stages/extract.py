@@ -46,11 +46,13 @@ from pipeline.layers import parse_layers
 from pipeline.store import (
     CHUNK_BYTES,
     StoreWriter,
+    check_adoptable,
     check_fingerprint,
     chunk_frames_for,
     make_fingerprint,
     manifest_hash,
-    part_name,
+    normalize_fingerprint,
+    remove_part,
     remove_store,
     store_exists,
 )
@@ -275,6 +277,8 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if not cfg.force:
+        check_adoptable(cfg.out)  # before the model loads: a folder that is not a store
     utts = read_manifests(cfg.data)
     encoding = check_encoding(cfg.encoding)
     up = _get_upstream(cfg, upstream, device)
@@ -283,7 +287,7 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     fp = make_fingerprint(up.spec, up.weights_hash(), cfg.whisper_mode, manifest_hash(utts),
                           encoding=encoding, layers=layers)  # fmt: skip
     i, n = cfg.shard
-    if cfg.force and store_exists(cfg.out):
+    if cfg.force:
         _force(cfg.out, fp, i, n)
     check_fingerprint(cfg.out, fp)
     bs = cfg.batch_seconds or (400.0 if device.startswith("cuda") else 40.0)
@@ -378,18 +382,19 @@ def _scales(cfg: ExtractConfig, up, plan, device: str, enc: Encoder, own: set[in
 
 
 def _force(out: str, fp: dict, i: int, n: int) -> None:
-    """--force: rebuild. A store for another request goes whole; else only this shard's part."""
+    """--force: rebuild. A store for another request goes whole (only what the store format
+    owns; a folder holding anything else is refused); else only this shard's part."""
     import zarr
 
+    if not store_exists(out):
+        remove_store(out)  # an interrupted creation's leftovers (or nothing)
+        return
     attrs = dict(zarr.open_group(str(out), mode="r").attrs)
-    if attrs.get("fingerprint") != fp or attrs.get("num_parts") != n or n == 1:
+    same = normalize_fingerprint(attrs.get("fingerprint", {})) == normalize_fingerprint(fp)
+    if not same or attrs.get("num_parts") != n or n == 1:
         remove_store(out)
     else:
-        import shutil
-
-        part = Path(out) / part_name(i, n)
-        if part.exists():
-            shutil.rmtree(part)
+        remove_part(out, i, n)
 
 
 def _run_shard(cfg: ExtractConfig, upstream=None) -> ExtractResult:
@@ -427,7 +432,7 @@ def run_cluster(cfg: ExtractConfig, cluster: str, upstream: Callable | None = No
     else:
         raise ValueError(f"--cluster {cluster!r}: use local:N or tcp://HOST:PORT")
     try:
-        if cfg.force and store_exists(cfg.out):
+        if cfg.force:
             remove_store(cfg.out)
         cfg = replace(cfg, force=False)
         futs = client.map(_run_shard, [replace(cfg, shard=(i, n)) for i in range(n)], upstream=upstream, pure=False)  # fmt: skip
