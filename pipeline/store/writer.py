@@ -33,7 +33,7 @@ import numpy as np
 import zarr
 
 from pipeline.encoding import encode, is_8bit, stored_dtype
-from pipeline.store import faults
+from pipeline.store.faults import step as fault
 from pipeline.store.checksum import ALGORITHM, index_checksums, padded_chunk
 from pipeline.store.errors import StoreCorrupt, StoreError, StoreFull, StoreLocked
 from pipeline.store.lock import FileLock
@@ -130,7 +130,7 @@ class StoreWriter:
                     "writer's lock is taken over by the next run)",
                 )
         try:
-            faults.step("part_locked")
+            fault("part_locked")
             root = self._init_root()
             with self._disk_errors():
                 self._open_part(root, compressor, chunk_frames)
@@ -158,7 +158,7 @@ class StoreWriter:
                 if self.local:
                     fsync_path(_local(self.path) / "zarr.json")
                     fsync_path(_local(self.path))
-                faults.step("root_created")
+                fault("root_created")
             if self.scales is not None:
                 _put_scales(root, self.scales, self.path)
         return root
@@ -190,13 +190,13 @@ class StoreWriter:
         attrs = {"shard": list(self.shard), "committed": {"utterances": 0, "frames": 0}, "complete": False, "failed": [],
                  "checksums": {"algorithm": ALGORITHM, "frames": [], **index_checksums([], [], [])}}  # fmt: skip
         g = zarr.create_group(target, attributes=attrs)
-        faults.step("part_tmp")
+        fault("part_tmp")
         C = chunk_frames or chunk_frames_for(L * D, CHUNK_BYTES // 2)  # same for every encoding
         comp = None if compressor is None else zarr.codecs.ZstdCodec(level=3)
         g.create_array("frames", shape=(0, L, D), chunks=(C, L, D), dtype=self.dtype,
                        fill_value=0, compressors=comp, config=_WRITE_CFG,
                        chunk_key_encoding={"name": "default", "separator": "."})  # fmt: skip
-        faults.step("part_frames")
+        fault("part_frames")
         g.create_array("ids", shape=(0,), chunks=(INDEX_CHUNK,), dtype=str, compressors=None)
         for a in ("offsets", "lengths"):
             g.create_array(a, shape=(0,), chunks=(INDEX_CHUNK,), dtype="int64", fill_value=0, compressors=None)  # fmt: skip
@@ -204,10 +204,10 @@ class StoreWriter:
             for f in sorted(tmp.rglob("*"), reverse=True):
                 fsync_path(f)
             fsync_path(tmp)
-            faults.step("part_built")
+            fault("part_built")
             os.rename(tmp, where)
             fsync_path(top)
-        faults.step("part_renamed")
+        fault("part_renamed")
 
     def _open_part(self, root: zarr.Group, compressor: str | None, chunk_frames: int | None) -> None:  # fmt: skip
         name, L, D = self.name, self.L, self.D
@@ -340,7 +340,7 @@ class StoreWriter:
             if self.frames.shape[0] < (k + 1) * C:
                 self.frames.resize(((k + 1) * C, self.L, self.D))
             self.frames[k * C : (k + 1) * C] = self._buf
-        faults.step("chunk_written")
+        fault("chunk_written")
         if self.local:  # durable in the background, overlapping the next chunks (waited on in commit)
             key = self.frames.metadata.encode_chunk_key((k, 0, 0))
             self._syncs.append(self._pool.submit(fsync_path, self._fdir / key))
@@ -353,7 +353,7 @@ class StoreWriter:
         start = start // chunk * chunk
         for a in INDEX_ARRAYS:
             g[a].resize((k,))
-        faults.step("index_resized")
+        fault("index_resized")
         for a, vals, dt in (("ids", self.ids, object), ("offsets", self.offsets, np.int64), ("lengths", self.lengths, np.int64)):  # fmt: skip
             if k > start:
                 g[a][start:k] = np.asarray(vals[start:k], dtype=dt)
@@ -372,7 +372,7 @@ class StoreWriter:
                     f.result()
                 fsync_path(self._fdir)
             self._syncs.clear()
-            faults.step("chunks_synced")
+            fault("chunks_synced")
             cap = -(-self._frames_done // self.C) * self.C
             if self.frames.shape[0] < cap:
                 self.frames.resize((cap, self.L, self.D))
@@ -382,7 +382,7 @@ class StoreWriter:
                 gdir = _local(self.path) / self.group.path
                 files = [f for a in INDEX_ARRAYS for f in (gdir / a).rglob("*")]
                 list(self._pool.map(fsync_path, files))
-            faults.step("index_written")
+            fault("index_written")
             failed = self.failed + self._pending_failed
             nchunks = -(-self._frames_done // self.C)
             sums = {"algorithm": ALGORITHM, "frames": self._crcs[:nchunks], **index_checksums(self.ids, self.offsets, self.lengths)}  # fmt: skip
@@ -391,7 +391,7 @@ class StoreWriter:
             self._checked = True
             if self.local:
                 fsync_path(_local(self.path) / self.group.path / "zarr.json")
-            faults.step("committed")
+            fault("committed")
 
     def close(self, complete: bool = True) -> None:
         """Commit; with `complete`, trim `frames` to its exact length and mark the part complete."""
@@ -400,9 +400,9 @@ class StoreWriter:
             if complete:
                 with self._disk_errors():
                     self.frames.resize((self._frames_done, self.L, self.D))
-                    faults.step("trimmed")
+                    fault("trimmed")
                     self.group.attrs.update({"complete": True})
-                    faults.step("completed")
+                    fault("completed")
                 self.complete = True
         finally:
             self._release()
@@ -440,7 +440,7 @@ def _put_scales(root: zarr.Group, scales: np.ndarray, path: str) -> None:
             return
     else:
         a = root.create_array("scales", shape=scales.shape, dtype="float32", compressors=None, fill_value=0)  # fmt: skip
-        faults.step("scales_created")
+        fault("scales_created")
         a[...] = scales
     if _is_local(path):
         for f in (_local(path) / "scales").rglob("*"):
