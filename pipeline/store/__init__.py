@@ -14,14 +14,16 @@ Layout (full description for researchers in cache/README.md)::
                offsets, lengths}, complete, failed [{id, reason}], shard [i, n]
       part-00000-of-00001.lock      while a writer holds the part (an flock on the open file)
 
-Modules, each importing only those above it: errors, faults, checksum -> meta -> lock ->
-writer (StoreWriter: creation, commit protocol, recovery), reader (StoreReader, open_store:
+Modules, each importing only those before it: errors, faults, checksum -> meta -> lock ->
+create (root metadata and part skeletons, kill-safe) -> writer (StoreWriter: commit protocol,
+recovery), reader (StoreReader, open_store:
 zero-copy memory-mapped reads), manage (remove_store / remove_part for --force), verify
 (verify_store: every chunk against its checksum), source (the FeatureSource protocol).
 `from pipeline.store import X` is the one import for every public name.
 """
 
 from pipeline.store.checksum import index_checksums
+from pipeline.store.create import CHUNK_BYTES, INDEX_CHUNK, chunk_frames_for
 from pipeline.store.errors import (
     FingerprintMismatch,
     StoreCorrupt,
@@ -48,7 +50,7 @@ from pipeline.store.meta import (
 from pipeline.store.reader import StoreReader, open_store
 from pipeline.store.source import FeatureSource
 from pipeline.store.verify import verify_store
-from pipeline.store.writer import CHUNK_BYTES, INDEX_CHUNK, StoreWriter, chunk_frames_for
+from pipeline.store.writer import StoreWriter
 
 __all__ = [
     "CHUNK_BYTES", "CODE_VERSION", "FINGERPRINT_FIELDS", "FORMAT", "FORMAT_VERSION", "INDEX_CHUNK",

@@ -68,7 +68,9 @@ def check_adoptable(path: str | Path) -> None:
 
 def _is_store(p: Path) -> bool:
     try:
-        return json.loads((p / "zarr.json").read_text()).get("attributes", {}).get("format") == FORMAT
+        return (
+            json.loads((p / "zarr.json").read_text()).get("attributes", {}).get("format") == FORMAT
+        )
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -161,8 +163,6 @@ def check_fingerprint(path: str | Path, requested: dict) -> None:
             + "\n".join(diffs),
             "\nRerun with --force to delete and rebuild it, or write to another --out.",
         )
-
-
 
 
 def fsync_path(path: Path) -> None:

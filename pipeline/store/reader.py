@@ -119,7 +119,9 @@ class _Part:
                 f = self.chunk_file(c)
                 size = f.stat().st_size if f.is_file() else None
                 if size != chunk_bytes:  # mapped as zeros, refused on read
-                    self.bad[c] = "missing" if size is None else f"{size} bytes, expected {chunk_bytes}"
+                    self.bad[c] = (
+                        "missing" if size is None else f"{size} bytes, expected {chunk_bytes}"
+                    )
                 files.append(None if size != chunk_bytes else f)
             raw = _stitch(files, chunk_bytes)
             self.flat = raw.view(dtype).reshape(nchunks * self.C, self.L, self.D)

@@ -77,12 +77,16 @@ def _affected(p: _Part, c: int) -> list[str]:
 
 
 def _nonfinite(x: np.ndarray, encoding: str) -> np.ndarray:
-    """(rows,) True where a row of stored values holds NaN/inf."""
-    if encoding == "fp8":  # e4m3fn: 0x7f and 0xff are NaN, no infinities
-        return ((x & 0x7F) == 0x7F).reshape(len(x), -1).any(axis=1)
+    """Row indices of (rows, L, D) stored values that hold NaN/inf (by their bits)."""
     if encoding == "int8":
-        return np.zeros(len(x), bool)
-    return ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+        return _NONE
+    # magnitude bits at or above the first NaN/inf code: fp8 e4m3fn 0x7f (NaN, no infinities),
+    # float16 0x7c00 (exponent bits all ones)
+    u, mask, top = (x.view(np.uint8), 0x7F, 0x7F) if encoding == "fp8" else (x.view(np.uint16), 0x7FFF, 0x7C00)  # fmt: skip
+    mag = np.bitwise_and(u, mask, out=np.empty(u.shape, u.dtype))
+    if not len(mag) or mag.max() < top:  # the common case: one pass, no per-row work
+        return _NONE
+    return np.nonzero((mag >= top).reshape(len(x), -1).any(axis=1))[0]
 
 
 def _part_data(r: StoreReader, i: int, p: _Part, full: bool, workers: int) -> list[str]:
@@ -130,7 +134,7 @@ def _part_data(r: StoreReader, i: int, p: _Part, full: bool, workers: int) -> li
             return "its bytes disagree with the checksum recorded at commit", _NONE
         if not full:
             return None, _NONE
-        return None, c * p.C + np.nonzero(_nonfinite(x[:n], r.encoding))[0]
+        return None, c * p.C + _nonfinite(x[:n], r.encoding)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(check, range(p.nchunks)))

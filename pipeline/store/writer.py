@@ -19,10 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import math
-import mmap
 import os
-import shutil
 import sys
 import uuid
 import zlib
@@ -33,37 +30,28 @@ import numpy as np
 import zarr
 
 from pipeline.encoding import encode, is_8bit, stored_dtype
-from pipeline.store.faults import step as fault
 from pipeline.store.checksum import ALGORITHM, index_checksums, padded_chunk
+from pipeline.store.create import (
+    INDEX_ARRAYS,
+    WRITE_CFG,
+    build_part,
+    init_root,
+    part_ok,
+)
 from pipeline.store.errors import StoreCorrupt, StoreError, StoreFull, StoreLocked
+from pipeline.store.faults import step as fault
 from pipeline.store.lock import FileLock
 from pipeline.store.meta import (
-    FORMAT,
-    FORMAT_VERSION,
-    META_LOCK,
     _is_local,
     _local,
     check_adoptable,
-    check_fingerprint,
     fsync_path,
     normalize_fingerprint,
     part_name,
-    part_tmp_name,
-    store_exists,
 )
 
-CHUNK_BYTES = 8 << 20  # target bytes per frame chunk (cache/README.md: bench/bench_store.py)
-INDEX_CHUNK = 4096  # entries per index chunk (32 KiB of int64: small stores stay small)
-INDEX_ARRAYS = ("ids", "offsets", "lengths")
-_WRITE_CFG = {"write_empty_chunks": True}  # an all-zero chunk is still a file: memmap-able
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 log = logging.getLogger("pipeline.store")
-
-
-def chunk_frames_for(frame_bytes: int, target: int = CHUNK_BYTES) -> int:
-    """Frames per chunk near `target` bytes, with chunk bytes a multiple of the page size."""
-    step = mmap.ALLOCATIONGRANULARITY // math.gcd(frame_bytes, mmap.ALLOCATIONGRANULARITY)
-    return max(step, (target // frame_bytes) // step * step)
 
 
 def _disk_full(e: BaseException) -> bool:
@@ -131,95 +119,25 @@ class StoreWriter:
                 )
         try:
             fault("part_locked")
-            root = self._init_root()
             with self._disk_errors():
+                root = init_root(self.path, self.fingerprint, n, self.scales)
                 self._open_part(root, compressor, chunk_frames)
         except BaseException:
             self._release()
             raise
 
     # -- creation and recovery
-    def _init_root(self) -> zarr.Group:
-        """Check the store's metadata, or write it (one atomic write), under the metadata lock."""
-        meta = FileLock(_local(self.path) / META_LOCK) if self.local else contextlib.nullcontext()
-        n = self.shard[1]
-        with meta, self._disk_errors():
-            if store_exists(self.path):
-                check_fingerprint(self.path, self.fingerprint)
-                root = zarr.open_group(self.path, mode="r+")
-                if root.attrs.get("num_parts") != n:
-                    raise StoreError(
-                        f"{self.path} was written in {root.attrs.get('num_parts')} part(s), this run asks for {n} (--shard i/n or --cluster size)",  # fmt: skip
-                        "use the same n, or --force to rebuild",
-                    )
-            else:
-                attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "fingerprint": self.fingerprint, "num_parts": n}  # fmt: skip
-                root = zarr.create_group(self.path, attributes=attrs)
-                if self.local:
-                    fsync_path(_local(self.path) / "zarr.json")
-                    fsync_path(_local(self.path))
-                fault("root_created")
-            if self.scales is not None:
-                _put_scales(root, self.scales, self.path)
-        return root
-
-    def _part_ok(self, root: zarr.Group) -> bool:
-        """The part exists with its attributes and all four arrays."""
-        try:
-            g = root[self.name]
-            ok = isinstance(g, zarr.Group) and "committed" in g.attrs
-            return ok and all(isinstance(g[a], zarr.Array) for a in ("frames", *INDEX_ARRAYS))
-        except (KeyError, FileNotFoundError, ValueError):
-            return False
-
-    def _build_part(self, root: zarr.Group, compressor: str | None, chunk_frames: int | None) -> None:  # fmt: skip
-        """Create the empty part: in a temporary folder renamed into place when local."""
-        L, D = self.L, self.D
-        if self.local:
-            top = _local(self.path)
-            where, tmp = top / self.name, top / part_tmp_name(*self.shard)
-            for p in (tmp, where):
-                if p.exists():
-                    shutil.rmtree(p)
-            target = str(tmp)
-        else:
-            if self.name in root:
-                log.warning("%s: rebuilding the unfinished part %s", self.path, self.name)
-                del root[self.name]
-            target = f"{self.path.rstrip('/')}/{self.name}"
-        attrs = {"shard": list(self.shard), "committed": {"utterances": 0, "frames": 0}, "complete": False, "failed": [],
-                 "checksums": {"algorithm": ALGORITHM, "frames": [], **index_checksums([], [], [])}}  # fmt: skip
-        g = zarr.create_group(target, attributes=attrs)
-        fault("part_tmp")
-        C = chunk_frames or chunk_frames_for(L * D, CHUNK_BYTES // 2)  # same for every encoding
-        comp = None if compressor is None else zarr.codecs.ZstdCodec(level=3)
-        g.create_array("frames", shape=(0, L, D), chunks=(C, L, D), dtype=self.dtype,
-                       fill_value=0, compressors=comp, config=_WRITE_CFG,
-                       chunk_key_encoding={"name": "default", "separator": "."})  # fmt: skip
-        fault("part_frames")
-        g.create_array("ids", shape=(0,), chunks=(INDEX_CHUNK,), dtype=str, compressors=None)
-        for a in ("offsets", "lengths"):
-            g.create_array(a, shape=(0,), chunks=(INDEX_CHUNK,), dtype="int64", fill_value=0, compressors=None)  # fmt: skip
-        if self.local:
-            for f in sorted(tmp.rglob("*"), reverse=True):
-                fsync_path(f)
-            fsync_path(tmp)
-            fault("part_built")
-            os.rename(tmp, where)
-            fsync_path(top)
-        fault("part_renamed")
-
     def _open_part(self, root: zarr.Group, compressor: str | None, chunk_frames: int | None) -> None:  # fmt: skip
         name, L, D = self.name, self.L, self.D
-        if not self._part_ok(root):
+        if not part_ok(root, name):
             if self.local and (_local(self.path) / name).exists():
                 log.warning("%s: part %s lacks its metadata or an array (killed while it was created, or a file was deleted); rebuilding it", self.path, name)  # fmt: skip
-            self._build_part(root, compressor, chunk_frames)
+            build_part(self.path, root, self.shard, L, D, self.dtype, compressor, chunk_frames)
         self.group = g = zarr.open_group(self.path, mode="r+")[name]
         if self.local:  # leftovers of a killed zarr write
             for tmp in _local(self.path).joinpath(name).rglob("*.partial"):
                 tmp.unlink()
-        self.frames = zarr.open_array(store=g.store, path=f"{g.path}/frames", mode="r+", config=_WRITE_CFG)  # fmt: skip
+        self.frames = zarr.open_array(store=g.store, path=f"{g.path}/frames", mode="r+", config=WRITE_CFG)  # fmt: skip
         if self.frames.dtype != self.dtype:
             raise StoreError(f"{self.path}/{name}: frames are {self.frames.dtype}, encoding {self.encoding} stores {self.dtype}", "rebuild with --force")  # fmt: skip
         self.C = int(self.frames.chunks[0])
@@ -341,7 +259,9 @@ class StoreWriter:
                 self.frames.resize(((k + 1) * C, self.L, self.D))
             self.frames[k * C : (k + 1) * C] = self._buf
         fault("chunk_written")
-        if self.local:  # durable in the background, overlapping the next chunks (waited on in commit)
+        if (
+            self.local
+        ):  # durable in the background, overlapping the next chunks (waited on in commit)
             key = self.frames.metadata.encode_chunk_key((k, 0, 0))
             self._syncs.append(self._pool.submit(fsync_path, self._fdir / key))
 
@@ -423,25 +343,3 @@ class StoreWriter:
             self.close()
         else:
             self._release()  # leave what was committed; a rerun resumes from there
-
-
-def _put_scales(root: zarr.Group, scales: np.ndarray, path: str) -> None:
-    """Write the root array `scales` once (under the metadata lock); refuse other scales."""
-    if "scales" in root:
-        have = np.asarray(root["scales"][...])
-        if have.shape == scales.shape and not have.any():  # created, not yet filled: finish it
-            root["scales"][...] = scales
-        elif have.shape != scales.shape or not np.array_equal(have, scales):
-            raise StoreError(
-                f"{path} holds other int8/fp8 scales than this run computed (another calibration sample, or another upstream build)",  # fmt: skip
-                "rebuild it with --force",
-            )
-        else:
-            return
-    else:
-        a = root.create_array("scales", shape=scales.shape, dtype="float32", compressors=None, fill_value=0)  # fmt: skip
-        fault("scales_created")
-        a[...] = scales
-    if _is_local(path):
-        for f in (_local(path) / "scales").rglob("*"):
-            fsync_path(f)
