@@ -11,6 +11,7 @@ import pytest
 import zarr
 
 from pipeline.store import (
+    FeatureSource,
     FingerprintMismatch,
     StoreLocked,
     StoreWriter,
@@ -201,3 +202,11 @@ def test_reader_pickles(tmp_path):
     write_all(path, data)
     r = pickle.loads(pickle.dumps(open_store(path)))
     np.testing.assert_array_equal(r["utt002"], data["utt002"])
+
+
+def test_reader_is_a_feature_source(tmp_path):
+    path = tmp_path / "s.zarr"
+    write_all(path, utterances(3))
+    r = open_store(path)
+    assert isinstance(r, FeatureSource)
+    assert r.length("utt001") == len(r["utt001"]) and r.path == str(path)
