@@ -89,7 +89,7 @@ def is_held(path: str | Path) -> bool:
     """Whether a live process holds the lock at `path` (False when there is no such file)."""
     p = Path(path)
     try:
-        fd = os.open(p, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
