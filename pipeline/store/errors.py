@@ -9,7 +9,8 @@ class StoreError(RuntimeError):
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         self.message, self.hint = message, hint
-        super().__init__(f"{message}; {hint}" if hint else message)
+        sep = "\n" if "\n" in message else "; "  # a multi-line message gets its hint on a line
+        super().__init__(f"{message}{sep}{hint}" if hint else message)
 
 
 class FingerprintMismatch(StoreError):

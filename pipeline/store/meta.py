@@ -161,7 +161,7 @@ def check_fingerprint(path: str | Path, requested: dict) -> None:
         raise FingerprintMismatch(
             f"feature store {path} was built for a different request; differing field(s):\n"
             + "\n".join(diffs),
-            "\nRerun with --force to delete and rebuild it, or write to another --out.",
+            "rerun with --force to delete and rebuild it, or write to another --out",
         )
 
 
