@@ -104,3 +104,23 @@ def write_shard(path: str | Path) -> None:
         for uid, x in list(_data().items())[:5]:
             if uid not in w.done_ids:
                 w.append(uid, x)
+
+
+def test_commit_writes_the_part_metadata_once(tmp_path, monkeypatch):
+    """`committed`, `failed` and `checksums` change in one atomic file write (zarr's
+    attrs.update writes once per key: a kill between two of them left `committed` of one
+    commit beside the checksums of the one before)."""
+    import zarr.storage._local as zlocal
+
+    writes: list[str] = []
+    put = zlocal._put
+    monkeypatch.setattr(zlocal, "_put", lambda path, value, exclusive=False: writes.append(str(path)) or put(path, value, exclusive))  # fmt: skip
+    w = StoreWriter(tmp_path / "s.zarr", FP, chunk_frames=128, scales=SCALES)
+    w.append("a", np.ones((5, L, D), np.float32))
+    w.fail("b", "AudioError")
+    writes.clear()
+    w.commit()
+    assert sum(p.endswith(f"{part_name(0, 1)}/zarr.json") for p in writes) == 1
+    writes.clear()
+    w.close()
+    assert sum(p.endswith(f"{part_name(0, 1)}/zarr.json") for p in writes) == 1  # `complete`

@@ -156,7 +156,7 @@ class StoreWriter:
             raise StoreCorrupt(f"{self.path}/{name}: the committed index disagrees with its checksum", "run `pipeline cache verify` on it; rebuild this part with --force")  # fmt: skip
         self.failed = list(g.attrs.get("failed", []))
         if g.attrs.get("complete", False):
-            g.attrs.update({"complete": False})  # set again by close()
+            g.update_attributes({"complete": False})  # set again by close()
         self.complete = False
         # truncate everything past the commit, and reload the committed head of the tail chunk
         self._committed_k, self._frames_done = k, F
@@ -306,7 +306,7 @@ class StoreWriter:
             failed = self.failed + self._pending_failed
             nchunks = -(-self._frames_done // self.C)
             sums = {"algorithm": ALGORITHM, "frames": self._crcs[:nchunks], **index_checksums(self.ids, self.offsets, self.lengths)}  # fmt: skip
-            self.group.attrs.update({"committed": {"utterances": k, "frames": self._frames_done}, "failed": failed, "checksums": sums})  # fmt: skip
+            self.group.update_attributes({"committed": {"utterances": k, "frames": self._frames_done}, "failed": failed, "checksums": sums})  # fmt: skip
             self.failed, self._pending_failed = failed, []
             self._checked = True
             if self.local:
@@ -321,7 +321,7 @@ class StoreWriter:
                 with self._disk_errors():
                     self.frames.resize((self._frames_done, self.L, self.D))
                     fault("trimmed")
-                    self.group.attrs.update({"complete": True})
+                    self.group.update_attributes({"complete": True})
                     fault("completed")
                 self.complete = True
         finally:
