@@ -330,3 +330,16 @@ def test_full_disk_is_one_message_and_a_rerun_resumes(tmp_path, monkeypatch):
     monkeypatch.undo()
     res = run(replace(cfg, out=str(out)), upstream=FakeUpstream())
     assert res.already == committed and digest(out) == digest(clean)
+
+
+def test_force_on_one_shard_rebuilds_only_its_part(tmp_path):
+    data = make_data(tmp_path / "d", n=6)
+    out = tmp_path / "s.zarr"
+    for i in (0, 1):
+        run(cfg_for(data, out, shard=(i, 2)), upstream=FakeUpstream())
+    before = digest(out)
+    kept = {str(p): p.stat().st_ino for p in (out / part_name(1, 2)).rglob("*") if p.is_file()}
+    res = run(cfg_for(data, out, shard=(0, 2), force=True), upstream=FakeUpstream())
+    assert res.written > 0 and res.already == 0
+    assert digest(out) == before  # part 0 rebuilt to the same bytes
+    assert {str(p): p.stat().st_ino for p in (out / part_name(1, 2)).rglob("*") if p.is_file()} == kept  # fmt: skip
