@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.audio import AudioError, load_audio
-from pipeline.data.manifest import Utterance, read_manifests
+from pipeline.data.manifest import read_manifests
 from pipeline.encoding import (
     AbsMax,
     check_encoding,
@@ -46,15 +45,24 @@ from pipeline.layers import parse_layers
 from pipeline.store import (
     CHUNK_BYTES,
     StoreWriter,
+    check_adoptable,
     check_fingerprint,
     chunk_frames_for,
     make_fingerprint,
     manifest_hash,
-    part_name,
+    normalize_fingerprint,
+    remove_part,
     remove_store,
     store_exists,
 )
-from stages.extract_encode import Encoder, calibration_batches  # noqa: F401  (re-exported)
+from stages.extract_encode import (  # noqa: F401  (re-exported: stages.extract is the stage)
+    Encoder,
+    _forward,
+    _load,
+    _run_batch,
+    calibration_batches,
+    plan_batches,
+)
 
 
 @dataclass
@@ -96,99 +104,6 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA device is visible; use --device cpu")
     return device
-
-
-def _effective_samples(n: int, spec, whisper_mode: str) -> int:
-    """Samples an utterance costs in a batch: Whisper pad30 always runs whole 30-s windows."""
-    if spec.family == "whisper" and whisper_mode == "pad30":
-        w = 30 * spec.sample_rate
-        return -(-n // w) * w
-    return n
-
-
-def plan_batches(
-    utts: list[Utterance], up, whisper_mode: str, batch_seconds: float, max_batch: int
-) -> list[list[Utterance]]:
-    """Length-sorted batches with padded cost <= batch_seconds (one utterance may exceed it).
-
-    Pad-sensitive upstreams get batches of equal sample counts only.
-    """
-    sr = up.spec.sample_rate
-    order = sorted(utts, key=lambda u: (round(u.duration * sr), u.id))
-    budget = batch_seconds * sr
-    batches: list[list[Utterance]] = []
-    cur: list[Utterance] = []
-    for u in order:
-        n = round(u.duration * sr)
-        cost = _effective_samples(n, up.spec, whisper_mode)  # longest so far: sorted ascending
-        same = not cur or round(cur[0].duration * sr) == n
-        if cur and (cost * (len(cur) + 1) > budget or len(cur) >= max_batch or (up.pad_sensitive and not same)):  # fmt: skip
-            batches.append(cur)
-            cur = []
-        cur.append(u)
-    if cur:
-        batches.append(cur)
-    return batches
-
-
-def _forward(up, wavs: list[np.ndarray], device: str, enc: Encoder | None = None) -> list[tuple[torch.Tensor, bool]]:  # fmt: skip
-    """[((T_i, L, D) stored values on CPU, finite)] for a batch of waveforms; raises on any model
-    error. Default: every state as float16."""
-    enc = enc or Encoder()
-    lengths = torch.tensor([len(w) for w in wavs], dtype=torch.long)
-    x = torch.zeros(len(wavs), int(lengths.max()))  # (B, S)
-    for i, w in enumerate(wavs):
-        x[i, : len(w)] = torch.from_numpy(w)
-    amp = device.startswith("cuda")
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-        outs = up.forward(x.to(device), lengths.to(device))  # [(L, T_i, D)]
-        return [enc(o) for o in outs]
-
-
-def _run_batch(up, loaded: list[tuple[Utterance, np.ndarray | None, str | None]], device: str,
-               enc: Encoder | None = None):  # fmt: skip
-    """Features for the loadable utterances of a batch; a failing batch is retried one by one."""
-    ok = [(u, w) for u, w, _ in loaded if w is not None]
-    failed = [(u.id, err) for u, w, err in loaded if w is None]
-    groups = {}  # pad-sensitive: split by the actual sample counts
-    for u, w in ok:
-        groups.setdefault(len(w) if up.pad_sensitive else 0, []).append((u, w))
-    results: list[tuple[str, np.ndarray]] = []
-    for members in groups.values():
-        try:
-            outs = _forward(up, [w for _, w in members], device, enc)
-            feats, bad = [f for f, _ in outs], [not ok for _, ok in outs]
-        except Exception:
-            feats, bad = None, [True] * len(members)
-        for j, (u, w) in enumerate(members):
-            if feats is not None and not bad[j]:
-                results.append((u.id, feats[j].numpy()))
-                continue
-            try:  # retry alone
-                ((f, ok),) = _forward(up, [w], device, enc)
-            except Exception as e:
-                failed.append((u.id, f"{type(e).__name__}: {e}"))
-                continue
-            if not ok:
-                failed.append((u.id, "non-finite output (NaN/inf) from the upstream"))
-            else:
-                results.append((u.id, f.numpy()))
-    order = {u.id: k for k, (u, _, _) in enumerate(loaded)}
-    results.sort(key=lambda r: order[r[0]])
-    failed.sort(key=lambda r: order[r[0]])
-    return results, failed
-
-
-def _load(batch: list[Utterance], sr: int):
-    out = []
-    for u in batch:
-        try:
-            out.append((u, load_audio(u.path, target_sr=sr), None))
-        except AudioError as e:
-            out.append((u, None, f"AudioError: {e}"))
-        except Exception as e:  # an unreadable file of another kind: skip it, keep going
-            out.append((u, None, f"{type(e).__name__}: {e}"))
-    return out
 
 
 class _AsyncWriter:
@@ -275,6 +190,8 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if not cfg.force:
+        check_adoptable(cfg.out)  # before the model loads: a folder that is not a store
     utts = read_manifests(cfg.data)
     encoding = check_encoding(cfg.encoding)
     up = _get_upstream(cfg, upstream, device)
@@ -283,7 +200,7 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     fp = make_fingerprint(up.spec, up.weights_hash(), cfg.whisper_mode, manifest_hash(utts),
                           encoding=encoding, layers=layers)  # fmt: skip
     i, n = cfg.shard
-    if cfg.force and store_exists(cfg.out):
+    if cfg.force:
         _force(cfg.out, fp, i, n)
     check_fingerprint(cfg.out, fp)
     bs = cfg.batch_seconds or (400.0 if device.startswith("cuda") else 40.0)
@@ -378,18 +295,19 @@ def _scales(cfg: ExtractConfig, up, plan, device: str, enc: Encoder, own: set[in
 
 
 def _force(out: str, fp: dict, i: int, n: int) -> None:
-    """--force: rebuild. A store for another request goes whole; else only this shard's part."""
+    """--force: rebuild. A store for another request goes whole (only what the store format
+    owns; a folder holding anything else is refused); else only this shard's part."""
     import zarr
 
+    if not store_exists(out):
+        remove_store(out)  # an interrupted creation's leftovers (or nothing)
+        return
     attrs = dict(zarr.open_group(str(out), mode="r").attrs)
-    if attrs.get("fingerprint") != fp or attrs.get("num_parts") != n or n == 1:
+    same = normalize_fingerprint(attrs.get("fingerprint", {})) == normalize_fingerprint(fp)
+    if not same or attrs.get("num_parts") != n or n == 1:
         remove_store(out)
     else:
-        import shutil
-
-        part = Path(out) / part_name(i, n)
-        if part.exists():
-            shutil.rmtree(part)
+        remove_part(out, i, n)
 
 
 def _run_shard(cfg: ExtractConfig, upstream=None) -> ExtractResult:
@@ -427,7 +345,7 @@ def run_cluster(cfg: ExtractConfig, cluster: str, upstream: Callable | None = No
     else:
         raise ValueError(f"--cluster {cluster!r}: use local:N or tcp://HOST:PORT")
     try:
-        if cfg.force and store_exists(cfg.out):
+        if cfg.force:
             remove_store(cfg.out)
         cfg = replace(cfg, force=False)
         futs = client.map(_run_shard, [replace(cfg, shard=(i, n)) for i in range(n)], upstream=upstream, pure=False)  # fmt: skip

@@ -18,7 +18,7 @@ import torch
 
 from pipeline.audio import write_wav
 from pipeline.data.manifest import Utterance, write_manifest
-from pipeline.store import FingerprintMismatch, open_store, part_name
+from pipeline.store import FingerprintMismatch, StoreError, StoreFull, open_store, part_name
 from pipeline.upstreams.base import UpstreamSpec
 from stages.extract import ExtractConfig, plan_batches, run, run_cluster
 
@@ -265,3 +265,81 @@ def test_cli_whisper_tiny_en_on_the_tiny_suite(tiny_suite, tmp_path):
     assert part["frames"].shape == (int(part["lengths"][:].sum()), 5, 384)
     res = CliRunner().invoke(app, [*args, "--whisper-mode", "trim"])
     assert res.exit_code == 1 and "whisper_mode" in res.output and "--force" in res.output
+
+
+def test_out_that_is_not_a_store_is_refused_and_force_deletes_nothing(tmp_path):
+    data = make_data(tmp_path / "d", n=4)
+    cache = tmp_path / "cache"  # the cache folder itself, given as --out by a typo
+    run(cfg_for(data, cache / "er.zarr"), upstream=FakeUpstream())
+    (cache / "notes.txt").write_text("mine")
+    before = sorted(p.relative_to(cache) for p in cache.rglob("*"))
+    for force in (False, True):
+        with pytest.raises(StoreError, match=r"er\.zarr, notes\.txt.*nothing was"):
+            run(cfg_for(data, cache, force=force), upstream=FakeUpstream())
+        assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before
+    # a store with a stranger inside: written to, but --force names the stranger and keeps all
+    store = cache / "er.zarr"
+    (store / "README").write_text("not the store's")
+    assert run(cfg_for(data, store), upstream=FakeUpstream()).already == 4
+    with pytest.raises(StoreError, match=r"README.*nothing was deleted"):
+        run(cfg_for(data, store, force=True, whisper_mode="trim"), upstream=FakeUpstream())
+    assert open_store(store).complete
+    (store / "README").unlink()
+    assert run(cfg_for(data, store, force=True), upstream=FakeUpstream()).written == 4
+
+
+def test_interrupted_creation_is_adopted(tmp_path):
+    """A folder holding only store entries (a dead writer's lock, a half-built part) is a
+    store whose creation was interrupted: the same command finishes it."""
+    data = make_data(tmp_path / "d", n=4)
+    clean, out = tmp_path / "clean.zarr", tmp_path / "s.zarr"
+    run(cfg_for(data, clean), upstream=FakeUpstream())
+    out.mkdir()
+    (out / f"{part_name(0, 1)}.lock").write_text("")
+    (out / f".{part_name(0, 1)}.tmp").mkdir()
+    run(cfg_for(data, out), upstream=FakeUpstream())
+    assert digest(out) == digest(clean)
+
+
+def test_full_disk_is_one_message_and_a_rerun_resumes(tmp_path, monkeypatch):
+    import errno
+
+    import pipeline.store.writer as writer_mod
+
+    data = make_data(tmp_path / "d", n=16)
+    clean, out = tmp_path / "clean.zarr", tmp_path / "s.zarr"
+    cfg = cfg_for(data, out, commit_seconds=0.0, batch_seconds=0.6)
+    run(replace(cfg, out=str(clean)), upstream=FakeUpstream())
+    calls = {"n": 0}
+
+    def full_after_two(path, mode="r", *a, **kw):  # the third chunk file finds the disk full
+        if "w" in mode:
+            calls["n"] += 1
+            if calls["n"] > 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return open(path, mode, *a, **kw)
+
+    monkeypatch.setattr(writer_mod, "open", full_after_two, raising=False)
+    with pytest.raises(StoreFull) as e:
+        run(replace(cfg, out=str(out)), upstream=FakeUpstream())
+    msg = str(e.value)
+    assert str(out) in msg and "disk is full" in msg and "intact" in msg and "rerun the same command" in msg  # fmt: skip
+    assert "\n" not in msg and len(msg) < 300
+    committed = len(open_store(out))
+    assert 0 < committed < 16
+    monkeypatch.undo()
+    res = run(replace(cfg, out=str(out)), upstream=FakeUpstream())
+    assert res.already == committed and digest(out) == digest(clean)
+
+
+def test_force_on_one_shard_rebuilds_only_its_part(tmp_path):
+    data = make_data(tmp_path / "d", n=6)
+    out = tmp_path / "s.zarr"
+    for i in (0, 1):
+        run(cfg_for(data, out, shard=(i, 2)), upstream=FakeUpstream())
+    before = digest(out)
+    kept = {str(p): p.stat().st_ino for p in (out / part_name(1, 2)).rglob("*") if p.is_file()}
+    res = run(cfg_for(data, out, shard=(0, 2), force=True), upstream=FakeUpstream())
+    assert res.written > 0 and res.already == 0
+    assert digest(out) == before  # part 0 rebuilt to the same bytes
+    assert {str(p): p.stat().st_ino for p in (out / part_name(1, 2)).rglob("*") if p.is_file()} == kept  # fmt: skip

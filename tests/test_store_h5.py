@@ -16,8 +16,8 @@ import pipeline.store as store_mod
 from pipeline.cli.export import export_cmd
 from pipeline.encoding import calibrate
 from pipeline.store import StoreError, StoreWriter, make_fingerprint, open_store
-from pipeline.store_h5 import dataset_name, is_h5_path, open_h5_store
-from pipeline.store_h5_export import export_h5
+from pipeline.store.h5 import dataset_name, is_h5_path, open_h5_store
+from pipeline.store.h5_export import export_h5
 from pipeline.upstreams.base import UpstreamSpec
 
 SPEC = UpstreamSpec("fake_up", "hf", "synthetic", 16000, 50.0, 5, 6)  # L = 5 states, D = 6
@@ -125,7 +125,7 @@ def test_cli_command(tmp_path):
     assert run.exit_code == 1 and "--force" in run.output
 
 
-def test_training_from_hdf5_matches_zarr(tmp_path, monkeypatch):
+def test_training_from_hdf5_matches_zarr(tmp_path):
     from stages.config import resolve_config
     from stages.train import train
     from tests.train_fixtures import make_er_suite
@@ -133,9 +133,9 @@ def test_training_from_hdf5_matches_zarr(tmp_path, monkeypatch):
     data, cache = make_er_suite(tmp_path / "er", {"train": 32, "dev": 12, "test": 12})
     for m in ("up_a", "up_b"):
         export_h5(cache / f"{m}.zarr", cache / f"{m}.h5", progress=False)
-    real = store_mod.open_store
-    # what open_store does once it dispatches on the suffix
-    monkeypatch.setattr(store_mod, "open_store", lambda p, *a, **k: open_h5_store(p) if is_h5_path(p) else real(p, *a, **k))  # fmt: skip
+    assert isinstance(
+        store_mod.open_store(cache / "up_a.h5"), type(open_h5_store(cache / "up_a.h5"))
+    )
 
     def run(suffix: str) -> list[dict]:
         cfg = resolve_config(

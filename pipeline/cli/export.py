@@ -12,7 +12,7 @@ from rich.console import Console
 
 from pipeline.layers import LayerSpecError
 from pipeline.store import StoreError
-from pipeline.store_h5_export import export_h5
+from pipeline.store.h5_export import export_h5
 
 
 def export_cmd(

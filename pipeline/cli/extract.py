@@ -47,7 +47,10 @@ def extract(
         help="Padded audio seconds per batch (default 40 on CPU, 400 on GPU).",
     ),
     force: bool = typer.Option(
-        False, "--force", help="Rebuild a store that was made for a different request."
+        False,
+        "--force",
+        help="Rebuild a store made for a different request (deletes only the store's own files; "
+        "refuses a folder holding anything else, or a part another process is writing).",
     ),
     cluster: str = typer.Option(
         None, "--cluster", help="Run all shards on Dask: local:N or tcp://HOST:PORT."

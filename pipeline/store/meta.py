@@ -1,18 +1,18 @@
-"""Feature store metadata: format constants, errors, fingerprints, locks (pipeline/store.py
-re-exports every name here: `from pipeline.store import make_fingerprint` is the one import)."""
+"""Feature store metadata: format constants, fingerprints, the entries the format owns."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
-import socket
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import zarr
 
 from pipeline.encoding import stored_dtype
+from pipeline.store.errors import FingerprintMismatch, StoreError
 
 FORMAT = "sfm-feature-store"
 FORMAT_VERSION = 1
@@ -23,26 +23,60 @@ FINGERPRINT_FIELDS = (
 )  # fmt: skip
 
 
-class StoreError(RuntimeError):
-    """A store that cannot be used as asked; the message names the store and what to do."""
-
-
-class FingerprintMismatch(StoreError):
-    """The store on disk was made by another upstream, mode or manifest than requested."""
-
-
-class StoreLocked(StoreError):
-    """Another live process is writing the same store part."""
+# What the store format owns at the top of a store folder (and `--force` may delete).
+META_LOCK = "store.lock"  # held while the root metadata is checked or written
+_OWNED = re.compile(
+    r"zarr\.json|zarr\.[0-9a-f]{32}\.partial|scales|store\.lock"
+    r"|part-\d{5}-of-\d{5}(\.lock)?|\.part-\d{5}-of-\d{5}\.tmp"
+)
 
 
 def part_name(i: int, n: int) -> str:
     return f"part-{i:05d}-of-{n:05d}"
 
 
+def part_tmp_name(i: int, n: int) -> str:
+    """Where a part's skeleton is built before it is renamed into place."""
+    return f".{part_name(i, n)}.tmp"
+
+
+def unexpected_entries(folder: Path) -> list[str]:
+    """Names in `folder` that the store format does not own (sorted; [] if none or no folder)."""
+    if not folder.is_dir():
+        return []
+    return sorted(e.name for e in folder.iterdir() if not _OWNED.fullmatch(e.name))
+
+
+def check_adoptable(path: str | Path) -> None:
+    """Refuse to write a store into an existing folder that holds anything else.
+
+    A folder with only store entries (a store, or one whose creation was interrupted) passes.
+    """
+    if not _is_local(path):
+        return
+    p = _local(path)
+    if p.exists() and not p.is_dir():
+        raise StoreError(f"{p} is a file, not a feature store", "pick another --out")
+    extra = unexpected_entries(p)
+    if extra and not _is_store(p):
+        shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
+        raise StoreError(
+            f"{p} exists and is not a feature store (it holds {shown}); nothing was written",
+            "pick another --out (a store is a folder of its own, e.g. cache/<suite>/<task>/<upstream>.zarr)",
+        )
+
+
+def _is_store(p: Path) -> bool:
+    try:
+        return (
+            json.loads((p / "zarr.json").read_text()).get("attributes", {}).get("format") == FORMAT
+        )
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def manifest_hash(utts: Iterable) -> str:
     """A hash of the utterance set: ids and durations (not paths, so a moved corpus still matches)."""
-    import hashlib
-
     h = hashlib.sha256()
     for uid, dur in sorted((u.id, round(float(u.duration), 4)) for u in utts):
         h.update(f"{uid}\t{dur}\n".encode())
@@ -115,9 +149,7 @@ def check_fingerprint(path: str | Path, requested: dict) -> None:
         return
     attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     if attrs.get("format") != FORMAT:
-        raise StoreError(
-            f"{path} exists but is not a feature store; remove it or pick another --out"
-        )
+        raise StoreError(f"{path} is a zarr group but not a feature store", "pick another --out")
     have = normalize_fingerprint(attrs.get("fingerprint", {}))
     requested = normalize_fingerprint(requested)
     diffs = [
@@ -128,69 +160,13 @@ def check_fingerprint(path: str | Path, requested: dict) -> None:
     if diffs:
         raise FingerprintMismatch(
             f"feature store {path} was built for a different request; differing field(s):\n"
-            + "\n".join(diffs)
-            + "\nRerun with --force to delete and rebuild it, or write to another --out."
+            + "\n".join(diffs),
+            "rerun with --force to delete and rebuild it, or write to another --out",
         )
 
 
-def remove_store(path: str | Path) -> None:
-    """Delete a store (for --force); refuses while another live process holds one of its parts."""
-    if not _is_local(path):
-        zarr.storage.FsspecStore.from_url(str(path)).fs.rm(str(path), recursive=True)
-        return
-    p = _local(path)
-    for lock in p.glob("*.lock"):
-        owner = _lock_owner(lock)
-        if owner is not None and _alive(owner):
-            raise StoreLocked(
-                f"cannot rebuild {p}: {lock.name} is held by {owner}; stop that process first"
-            )
-    if p.exists():
-        shutil.rmtree(p)
-
-
-# ----------------------------------------------------------------------------- locks
-def _lock_owner(lock: Path) -> dict | None:
-    try:
-        return json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(owner: dict) -> bool:
-    if owner.get("host") != socket.gethostname():
-        return True  # cannot tell for another host: assume it is running
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return True
-    return True
-
-
-def _acquire(lock: Path) -> None:
-    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = _lock_owner(lock)
-            if owner is not None and _alive(owner):
-                raise StoreLocked(
-                    f"{lock.parent} part {lock.stem} is being written by pid {owner.get('pid')} on "
-                    f"{owner.get('host')}; wait for it to finish or stop it. If that process is gone "
-                    f"(another host, or a reused pid), delete {lock}."
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: its writer died on this host
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
-        return
-    raise StoreLocked(f"could not take the lock {lock}; another process keeps taking it")
-
-
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (its entries)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

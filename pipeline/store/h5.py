@@ -13,7 +13,7 @@ Legend: N utterances, T frames, L hidden states kept, D width. Layout (docs/HDF5
 
 The values are plain floats: 8-bit stores are decoded (with their scales) on export, so the
 file needs h5py alone. `open_h5_store(path)` gives the reader interface of
-pipeline/store_reader.py that the loader uses (`ids`, `length(id)`, `reader[id] -> (T, L, D)`,
+pipeline/store/reader.py that the loader uses (`ids`, `length(id)`, `reader[id] -> (T, L, D)`,
 `raw`, `decode`, `fingerprint`, `encoding`, `layers`, `num_layers`, `dim`, `frame_rate`,
 `scales` None, `mode` "hdf5").
 """
@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from pipeline.store import StoreError
+from pipeline.store.errors import StoreError
 
 H5_FORMAT = "sfm-feature-hdf5"
 H5_FORMAT_VERSION = 1

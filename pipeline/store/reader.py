@@ -23,10 +23,11 @@ import numpy as np
 import zarr
 
 from pipeline.encoding import decode, is_8bit, stored_dtype
-from pipeline.store import (
+from pipeline.store.errors import StoreCorrupt, StoreError
+from pipeline.store.h5 import H5StoreReader, is_h5_path, open_h5_store
+from pipeline.store.meta import (
     FORMAT,
     FORMAT_VERSION,
-    StoreError,
     _is_local,
     _local,
     normalize_fingerprint,
@@ -51,12 +52,12 @@ def _libc():
 _LIBC = _libc()
 
 
-def _stitch(files: list[Path], chunk_bytes: int) -> np.ndarray:
+def _stitch(files: list[Path | None], chunk_bytes: int) -> np.ndarray:
     """Map equally sized chunk files side by side into one contiguous read-only-by-default region.
 
     Returns a uint8 array of len(files) * chunk_bytes bytes that owns the mapping (unmapped when
     the last view of it is garbage-collected). Pages are copy-on-write: writing to a view never
-    reaches the files. A missing file reads as zeros.
+    reaches the files. A missing file (None) reads as zeros.
     """
     lib, total = _LIBC, len(files) * chunk_bytes
     prot = mmap.PROT_READ | mmap.PROT_WRITE
@@ -66,7 +67,7 @@ def _stitch(files: list[Path], chunk_bytes: int) -> np.ndarray:
     try:
         for k, f in enumerate(files):
             addr = base + k * chunk_bytes
-            if f.is_file():
+            if f is not None:
                 fd = os.open(f, os.O_RDONLY)
                 try:
                     got = lib.mmap(addr, chunk_bytes, prot, mmap.MAP_PRIVATE | _MAP_FIXED, fd, 0)
@@ -110,25 +111,49 @@ class _Part:
         codecs = [c.to_dict()["name"] for c in self.zarr.metadata.codecs]
         chunk_bytes = self.C * self.L * self.D * dtype.itemsize
         nchunks = self.nchunks
+        self.bad: dict[int, str] = {}  # committed chunk -> what is wrong with its file
         if (mode in ("auto", "mmap") and _is_local(root_path) and codecs == ["bytes"]
                 and self.zarr.dtype == dtype and _LIBC is not None
                 and chunk_bytes % _PAGE == 0 and 0 < nchunks < 30000):  # fmt: skip
-            files = [self.chunk_file(c) for c in range(nchunks)]
-            if all(not f.exists() or f.stat().st_size == chunk_bytes for f in files):
-                raw = _stitch(files, chunk_bytes)
-                self.flat = raw.view(dtype).reshape(nchunks * self.C, self.L, self.D)
-                self.mode = "mmap"
+            files: list[Path | None] = []
+            for c in range(nchunks):
+                f = self.chunk_file(c)
+                size = f.stat().st_size if f.is_file() else None
+                if size != chunk_bytes:  # mapped as zeros, refused on read
+                    self.bad[c] = (
+                        "missing" if size is None else f"{size} bytes, expected {chunk_bytes}"
+                    )
+                files.append(None if size != chunk_bytes else f)
+            raw = _stitch(files, chunk_bytes)
+            self.flat = raw.view(dtype).reshape(nchunks * self.C, self.L, self.D)
+            self.mode = "mmap"
         if mode == "mmap" and self.mode != "mmap" and self.F:
             raise StoreError(f"{root_path}/{self.name}: cannot be memory-mapped (remote, compressed, or chunks not a multiple of the page size)")  # fmt: skip
+        self.root_path = root_path
 
     def chunk_file(self, c: int) -> Path:
         """Local file of frame chunk c."""
         return self.dir / self.zarr.metadata.encode_chunk_key((c, 0, 0))
 
     def read(self, offset: int, length: int) -> np.ndarray:
+        """(length, L, D) stored values from frame `offset`; StoreCorrupt for a damaged chunk."""
+        first, last = offset // self.C, (offset + max(length, 1) - 1) // self.C
+        bad = [c for c in range(first, last + 1) if c in self.bad]
+        if bad:
+            raise self._corrupt(bad[0], self.bad[bad[0]])
         if self.flat is not None:
             return self.flat[offset : offset + length]
-        return self.zarr[offset : offset + length]
+        try:
+            return self.zarr[offset : offset + length]
+        except Exception as e:  # a truncated or garbled chunk: zarr cannot decode it
+            raise self._corrupt(first if first == last else f"{first}-{last}", f"{type(e).__name__}: {e}") from None  # fmt: skip
+
+    def _corrupt(self, chunk, what: str) -> StoreCorrupt:
+        where = self.chunk_file(chunk) if self.dir is not None and isinstance(chunk, int) else f"{self.name}/frames chunk {chunk}"  # fmt: skip
+        return StoreCorrupt(
+            f"feature store {self.root_path}: frame chunk {where} cannot be read ({what})",
+            f"run `pipeline cache verify {self.root_path}` to list every damaged chunk and the utterances in it",  # fmt: skip
+        )
 
 
 class StoreReader:
@@ -233,6 +258,11 @@ class StoreReader:
         self.__init__(state["path"], state["mode"])
 
 
-def open_store(path: str | Path, mode: str = "auto") -> StoreReader:
-    """Open a store for reading. mode: "auto" (mmap where possible), "mmap" (required), "zarr"."""
+def open_store(path: str | Path, mode: str = "auto") -> StoreReader | H5StoreReader:
+    """Open a store for reading. mode: "auto" (mmap where possible), "mmap" (required), "zarr".
+
+    A `.h5` / `.hdf5` file written by `pipeline cache export` opens read-only through h5py with
+    the same reading interface (docs/HDF5.md), so stage two trains from it as from a store."""
+    if is_h5_path(path):
+        return open_h5_store(path)
     return StoreReader(path, mode)

@@ -1,6 +1,6 @@
 """Export a feature store to HDF5: one (T, L, D) dataset per utterance, readable with h5py alone.
 
-The layout is described in pipeline/store_h5.py and docs/HDF5.md. 8-bit stores (int8 / fp8)
+The layout is described in pipeline/store/h5.py and docs/HDF5.md. 8-bit stores (int8 / fp8)
 are decoded with their scales to the float dtype asked for; a layer subset (`layers`, the
 upstream's state numbers, as `pipeline extract --layers`) keeps only those states. The file is
 written next to OUT under a temporary name and renamed when complete, so a killed export never
@@ -27,14 +27,15 @@ from rich.progress import (
 )
 
 from pipeline.layers import format_layers, parse_layers
-from pipeline.store import StoreError, open_store
-from pipeline.store_h5 import (
+from pipeline.store.errors import StoreError
+from pipeline.store.h5 import (
     EXPORT_DTYPES,
     H5_FORMAT,
     H5_FORMAT_VERSION,
     attr_value,
     dataset_name,
 )
+from pipeline.store.reader import open_store
 
 COMPRESSIONS = ("none", "gzip", "lzf")
 
