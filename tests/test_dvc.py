@@ -20,49 +20,31 @@ from stages.plan import load_config, make_plan, render
 ROOT = Path(__file__).resolve().parents[1]
 DVC = Path(sys.executable).with_name("dvc")
 
-# A stand-in for the real package: the stage commands import `pipeline.cli.app` and
-# `pipeline.store.open_store` from the repo copy (the working directory comes first on sys.path).
+# Stand-ins for the heavy code: the stage commands (stages/dvc_extract.py, stages/dvc_train.py)
+# call `stages.extract.run` and `stages.train.train` directly; `pipeline data synth` and
+# `pipeline report` go through `pipeline.cli.app`. The repo copy holds fakes of those three
+# modules and of `pipeline.store` (the working directory comes first on sys.path).
 FAKE_CLI = """
-import json, os, sys
+import sys
 from pathlib import Path
 
 def _opts(argv):
-    out, sets, i = {}, [], 0
+    out, i = {}, 0
     while i < len(argv):
-        if argv[i] == "--set":
-            sets.append(argv[i + 1]); i += 2
-        elif argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+        if argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
             out[argv[i][2:]] = argv[i + 1]; i += 2
         else:
             out[argv[i].lstrip("-")] = True; i += 1
-    return out, sets
+    return out
 
 def app(argv=None, prog_name=None, standalone_mode=True):
     argv = list(sys.argv[1:] if argv is None else argv)
     cmd, rest = (argv[0], argv[1:]) if argv[0] != "data" else ("data " + argv[1], argv[2:])
-    o, sets = _opts(rest)
+    o = _opts(rest)
     if cmd == "data synth":
         for t in ("asr_en", "ml_asr", "sv", "er"):
             Path(o["out"], t).mkdir(parents=True, exist_ok=True)
             Path(o["out"], t, "train.jsonl").write_text(o["preset"])
-    elif cmd == "extract":
-        Path(o["out"]).mkdir(parents=True, exist_ok=True)
-        Path(o["out"], "request.json").write_text(json.dumps(o))
-    elif cmd == "train":
-        run = Path(o["out"]); run.mkdir(parents=True)
-        args = dict(s.split("=", 1) for s in sets)
-        task_args = {k[10:]: v for k, v in args.items() if k.startswith("task_args.")}
-        cfg = {"models": o["models"].split(","), "interface": o["interface"], "task": o["task"],
-               "task_args": task_args, "train": {"steps": 10}}
-        (run / "config.yaml").write_text(json.dumps(cfg))
-        (run / "sets.json").write_text(json.dumps(sets))
-        metric, direction = {"er": ("accuracy", "higher")}.get(o["task"], ("eer", "lower"))
-        v = 0.1 + 0.01 * len(o["interface"])
-        recs = [{"task": o["task"], "metric": metric, "value": v, "direction": direction, "split": s}
-                for s in ("dev", "test")]
-        (run / "metrics.json").write_text(json.dumps(recs))
-        (run / "log.jsonl").write_text(json.dumps({"step": 10, "train_loss": 1.0, "dev_" + metric: v}) + "\\n")
-        (run / "interface_summary.json").write_text(json.dumps({"weights": [[0.5, 0.5]], "layer_norms": [1.0, 2.0]}))
     elif cmd == "report":
         from stages.report import write_report
         write_report(o["runs"], o["out"], o.get("config"))
@@ -70,9 +52,71 @@ def app(argv=None, prog_name=None, standalone_mode=True):
         raise SystemExit(f"fake pipeline: unknown command {argv}")
     return 0
 """
+FAKE_EXTRACT = """
+import json, shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from pipeline.store import FingerprintMismatch
+
+@dataclass
+class ExtractConfig:
+    model: str
+    data: str
+    out: str
+    device: str = "auto"
+    whisper_mode: str = "pad30"
+    batch_seconds: float | None = None
+    force: bool = False
+    progress: bool = True
+
+@dataclass
+class ExtractResult:
+    written: int = 0
+    already: int = 0
+    failed: list = field(default_factory=list)
+
+def run(cfg):
+    req = {"model": cfg.model, "whisper-mode": cfg.whisper_mode, "data": cfg.data}
+    out = Path(cfg.out)
+    if (out / "request.json").exists():
+        have = json.loads((out / "request.json").read_text())
+        if have == req:
+            return ExtractResult(already=2)
+        if not cfg.force:
+            raise FingerprintMismatch(f"{out}: made for {have}, asked for {req}")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / "request.json").write_text(json.dumps(req))
+    builds = out.parent / "builds.log"
+    builds.write_text((builds.read_text() if builds.exists() else "") + out.name + "\\n")
+    return ExtractResult(written=2)
+"""
+FAKE_TRAIN = """
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+def train(cfg, *, force=False, progress=True):
+    run = Path(cfg.out); run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(json.dumps(asdict(cfg)))
+    metric, direction = {"er": ("accuracy", "higher")}.get(cfg.task, ("eer", "lower"))
+    v = 0.1 + 0.01 * len(cfg.interface)
+    recs = [{"task": cfg.task, "metric": metric, "value": v, "direction": direction, "split": s}
+            for s in ("dev", "test")]
+    (run / "metrics.json").write_text(json.dumps(recs))
+    (run / "log.jsonl").write_text(json.dumps({"step": 10, "train_loss": 1.0, "dev_" + metric: v}) + "\\n")
+    (run / "interface_summary.json").write_text(json.dumps({"weights": [[0.5, 0.5]], "layer_norms": [1.0, 2.0]}))
+    return run
+"""
 FAKE_STORE = """
 import json
 from pathlib import Path
+
+class StoreError(RuntimeError):
+    pass
+
+class FingerprintMismatch(StoreError):
+    pass
 
 class _Reader:
     def __init__(self, path):
@@ -84,10 +128,22 @@ class _Reader:
 def open_store(path, mode="auto"):
     return _Reader(path)
 """
+REAL_STAGES = ("__init__.py", "config.py", "dvc_stage.py", "dvc_extract.py", "dvc_train.py",
+               "store_lock.py", "report.py", "report_tables.py", "report_figures.py")  # fmt: skip
+
+
+def _dep_paths() -> set[str]:
+    """Every literal code path dvc.yaml's stages depend on (not the templated data/stamps)."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    out = set()
+    for st in spec["stages"].values():
+        body = st.get("do", st)
+        out |= {d for d in body.get("deps") or [] if "${" not in d}
+    return out
 
 
 def _repo(tmp: Path, params_text: str) -> Path:
-    """A copy of the DVC-relevant files with a fake `pipeline` package, git and DVC initialised."""
+    """A copy of the DVC-relevant files with fakes of the heavy modules, git and DVC initialised."""
     repo = tmp / "repo"
     repo.mkdir()
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
@@ -96,27 +152,26 @@ def _repo(tmp: Path, params_text: str) -> Path:
         ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local")
     )
     (repo / "stages").mkdir()
-    for name in (
-        "__init__.py",
-        "plan.py",
-        "dvc_stage.py",
-        "report.py",
-        "report_tables.py",
-        "report_figures.py",
-        "train.py",  # dependencies of the train stages (not imported here)
-        "config.py",
-    ):
+    for name in REAL_STAGES:
         shutil.copy(ROOT / "stages" / name, repo / "stages" / name)
-    for d in ("upstreams", "interfaces", "tasks"):
-        (repo / "pipeline" / d).mkdir(parents=True)
-        (repo / "pipeline" / d / "__init__.py").write_text("")
+    shutil.copytree(ROOT / "stages" / "plan", repo / "stages" / "plan",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    (repo / "stages" / "extract.py").write_text(FAKE_EXTRACT)
+    (repo / "stages" / "train.py").write_text(FAKE_TRAIN)
+    (repo / "pipeline" / "cli").mkdir(parents=True)
     (repo / "pipeline" / "__init__.py").write_text("")
-    (repo / "pipeline" / "data" / "words").mkdir(parents=True)  # synth's dependencies
-    (repo / "pipeline" / "data" / "synth.py").write_text("")
-    (repo / "pipeline" / "data" / "words" / "en.txt").write_text("word\n")
-    (repo / "pipeline" / "cli" / "__init__.py").parent.mkdir()
     (repo / "pipeline" / "cli" / "__init__.py").write_text(FAKE_CLI)
     (repo / "pipeline" / "store.py").write_text(FAKE_STORE)
+    for dep in sorted(_dep_paths()):  # the rest of the code the stages depend on: placeholders
+        path = repo / dep
+        if path.exists():
+            continue
+        if dep.endswith(".py"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "__init__.py").write_text("")
     (repo / "params.yaml").write_text(params_text)
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
@@ -187,7 +242,7 @@ def test_default_params_resolve_and_dry_run(tmp_path):
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
     assert len(cmds) == 42
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
-    assert "> python -m stages.dvc_stage train whisper_tiny_en+whisper_base-chconv-er" in cmds
+    assert "> python -m stages.dvc_train whisper_tiny_en+whisper_base-chconv-er" in cmds
     assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"
 
 
@@ -264,8 +319,8 @@ def test_repro_end_to_end_with_a_fake_pipeline(tmp_path):
     _git(repo, "commit", "-qm", "ran")
     out = dvc(repo, "exp", "run", "-S", "+interfaces.hconv.dim=128")
     assert _ran(out) == ["report", "train@whisper_base-hconv-er", "train@whisper_base-hconv-sv"]
-    sets = json.loads((repo / "runs/whisper_base-hconv-sv/sets.json").read_text())
-    assert "interface_args.dim=128" in sets
+    run_cfg = json.loads((repo / "runs/whisper_base-hconv-sv/config.yaml").read_text())
+    assert run_cfg["interface_args"] == {"layer_norm": True, "dim": 128}
     # a sweep: one queued experiment per value (run later by `dvc queue start`, in temp copies)
     out = dvc(repo, "exp", "run", "--queue", "-S", "interfaces.gumd.linear_steps=25,100")
     assert out.count("Queued experiment") == 2, out
@@ -291,7 +346,4 @@ def test_paper_dry_run_of_one_run(tmp_path):
         in [c + " " if not c.endswith(" ") else c for c in cmds]
         or any(c.startswith("> pipeline data import iemocap") for c in cmds)
     )
-    assert (
-        cmds[-1]
-        == "> python -m stages.dvc_stage train whisper_small+wavlm_base_plus-chconv-er-fold3"
-    )
+    assert cmds[-1] == "> python -m stages.dvc_train whisper_small+wavlm_base_plus-chconv-er-fold3"

@@ -9,8 +9,16 @@ import pytest
 import yaml
 
 from stages.config import resolve_config
-from stages.dvc_stage import extract_argv, train_argv
-from stages.plan import MARKER, PlanError, check, load_config, make_plan, render
+from stages.plan import (
+    MARKER,
+    PlanError,
+    check,
+    extract_argv,
+    load_config,
+    make_plan,
+    render,
+    train_argv,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +72,7 @@ def test_extract_command():
     store = make_plan(cfg).stores["sv-whisper_base"]
     assert shlex.join(extract_argv(cfg, store)) == (
         "extract --model whisper_base --data data/demo/sv --out cache/demo/sv/whisper_base.zarr "
-        "--device auto --whisper-mode trim --force"
+        "--device auto --whisper-mode trim"
     )
 
 

@@ -1,0 +1,91 @@
+"""dvc.yaml's extract stage: `python -m stages.dvc_extract KEY` extracts one store and writes its stamp.
+
+The store is built from params.yaml's live `upstreams.<name>` settings. A store that already
+exists complete for the same request (another experiment's, with a shared absolute
+`paths.cache_root`) is adopted: nothing is recomputed or written, only the stamp. A store made
+for another request is rebuilt, and only while no other process reads it (stages/store_lock.py).
+The stamp is the small file that stands for the (untracked, uncached) store in DVC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline.store import FingerprintMismatch, open_store
+from stages.dvc_stage import stage_main
+from stages.extract import ExtractConfig, ExtractResult, run
+from stages.plan import PlanError, Store
+from stages.plan.settings import device_of, extract_argv, extract_options
+from stages.store_lock import StoreUse
+
+
+def extract_config(cfg: dict, store: Store, device: str | None = None) -> ExtractConfig:
+    """The ExtractConfig of one store of the plan (what `pipeline extract` would build)."""
+    opts = extract_options(cfg, store)
+    kw = {"whisper_mode": opts["whisper_mode"]} if "whisper_mode" in opts else {}
+    if "batch_seconds" in opts:
+        kw["batch_seconds"] = float(opts["batch_seconds"])
+    return ExtractConfig(model=opts["model"], data=store.data, out=store.store,
+                         device=device_of(cfg, device), progress=sys.stderr.isatty(), **kw)  # fmt: skip
+
+
+def extract_store(cfg: dict, store: Store, device: str | None = None) -> ExtractResult:
+    """Build, resume or adopt one store; rebuild it (no reader holding it) if made for another request."""
+    ecfg = extract_config(cfg, store, device)
+    with StoreUse(store.store) as use:
+        try:
+            res = run(ecfg)
+        except FingerprintMismatch as e:
+            use.exclusive()  # StoreBusy while another process reads the old store
+            print(f"rebuilding {store.store}: {e}", flush=True)
+            res = run(replace(ecfg, force=True))
+    verb = "adopted (complete for this request)" if res.written == 0 and not res.failed else "wrote"
+    print(f"{store.store}: {verb}; {res.written} utterance(s) written, {res.already} already there, "
+          f"{len(res.failed)} failed")  # fmt: skip
+    return res
+
+
+def write_stamp(store: Store) -> Path:
+    """Write the small file that stands for a store in DVC: fingerprint and counts, no timestamps.
+
+    Refuses an incomplete store (a failed or interrupted extraction), so the stage fails.
+    """
+    r = open_store(store.store)
+    if not r.complete:
+        raise PlanError(
+            f"{store.store} is incomplete (missing parts {r.missing_parts}); re-run the extract stage"
+        )
+    ids = sorted(r.ids)
+    info = {
+        "store": store.store,
+        "fingerprint": r.fingerprint,
+        "utterances": len(ids),
+        "frames": int(r.total_frames),
+        "failed": len(r.failed),
+        "ids_sha1": hashlib.sha1("\n".join(ids).encode()).hexdigest(),
+    }
+    path = Path(store.stamp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(info, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+    return path
+
+
+def _stage(cfg: dict, store: Store) -> None:
+    print("+ pipeline " + shlex.join(extract_argv(cfg, store)), flush=True)
+    extract_store(cfg, store)
+    print(f"stamp: {write_stamp(store)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("extract", __doc__.split("\n\n")[0], _stage, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
