@@ -5,6 +5,7 @@ paper config, and on a small experiment with a fake `pipeline` it runs end to en
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -92,6 +93,7 @@ def run(cfg):
     return ExtractResult(written=2)
 """
 FAKE_TRAIN = """
+import ast
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -109,6 +111,7 @@ def train(cfg, *, force=False, progress=True):
     return run
 """
 FAKE_STORE = """
+import ast
 import json
 from pathlib import Path
 
@@ -325,6 +328,16 @@ def test_repro_end_to_end_with_a_fake_pipeline(tmp_path):
     out = dvc(repo, "exp", "run", "--queue", "-S", "interfaces.gumd.linear_steps=25,100")
     assert out.count("Queued experiment") == 2, out
     dvc(repo, "queue", "remove", "--all")
+    # another seed (the run keys stay: one seed) reruns every run, and reaches the trainer
+    cfg["train"].pop("seed", None)
+    cfg["seeds"] = [1]
+    p.write_text(_params_text(cfg))
+    ran = _ran(dvc(repo, "repro"))
+    assert [r for r in ran if r.startswith("train@")] == sorted(
+        f"train@{k}" for k in make_plan(cfg).runs
+    )
+    run_cfg = json.loads((repo / "runs/whisper_base-ws-er/config.yaml").read_text())
+    assert run_cfg["train"]["seed"] == 1
     # a structural edit without re-planning is refused by the stage command
     stale = make_plan(cfg).generated()
     cfg["table"][0]["interfaces"] = ["ws"]
@@ -347,3 +360,93 @@ def test_paper_dry_run_of_one_run(tmp_path):
         or any(c.startswith("> pipeline data import iemocap") for c in cmds)
     )
     assert cmds[-1] == "> python -m stages.dvc_train whisper_small+wavlm_base_plus-chconv-er-fold3"
+
+
+def _module_file(name: str) -> Path | None:
+    p = ROOT / Path(*name.split("."))
+    if (p / "__init__.py").is_file():
+        return p / "__init__.py"
+    return p.with_suffix(".py") if p.with_suffix(".py").is_file() else None
+
+
+def _imports(name: str, module_level: bool) -> set[str]:
+    """The project modules `name` imports: every import statement (module_level: only those that
+    run on import, outside function bodies), and `importlib.import_module("literal")` calls."""
+    f = _module_file(name)
+    tree = ast.parse(f.read_text(encoding="utf-8"))
+    is_pkg, found, todo = f.name == "__init__.py", [], [tree]
+    while todo:
+        node = todo.pop()
+        for child in ast.iter_child_nodes(node):
+            if not (module_level and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))):
+                todo.append(child)
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = ".".join(up[: len(up) - (node.level - 1)] + ([base] if base else []))
+            found += [base] + [f"{base}.{a.name}" for a in node.names]
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            found.append(node.args[0].value)
+    out = set()
+    for t in found:
+        while t and _module_file(t) is None:
+            t = t.rpartition(".")[0]
+        if t:
+            out.add(t)
+    return out
+
+
+def import_closure(entries: list[str]) -> set[str]:
+    """Files of every project module a stage's command can run: the entry modules and all they
+    import (at any depth, inside functions too); for the parent packages that Python executes
+    on the way (and what they import), only their module-level imports."""
+    deep, shallow, todo = set(), set(), [(e, True) for e in entries]
+    while todo:
+        m, full = todo.pop()
+        if m in deep or (not full and m in shallow):
+            continue
+        (deep if full else shallow).add(m)
+        parts = m.split(".")
+        todo += [(x, full) for x in _imports(m, module_level=not full)]
+        todo += [(".".join(parts[:i]), False) for i in range(1, len(parts))]
+    return {_module_file(m).relative_to(ROOT).as_posix() for m in deep | shallow}
+
+
+def _entry(cmd: str) -> list[str]:
+    """The module a stage command starts in: `python -m X` -> X, `pipeline data ...` -> pipeline.cli.data."""
+    words = cmd.split()
+    if words[:2] == ["python", "-m"]:
+        return [words[2]]
+    assert words[0] == "pipeline", cmd
+    return [f"pipeline.cli.{words[1]}"]
+
+
+def test_every_stage_depends_on_the_code_it_runs():
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for name, st in spec["stages"].items():
+        body = st.get("do", st)
+        deps = [d.rstrip("/") for d in body.get("deps") or [] if "${" not in d]
+        closure = import_closure(_entry(body["cmd"]))
+        assert closure, name
+        missing = sorted(f for f in closure if not any(f == d or f.startswith(d + "/") for d in deps))
+        assert not missing, f"dvc.yaml stage `{name}` runs {missing} but does not depend on them"
+        for d in deps:
+            assert (ROOT / d).exists(), f"dvc.yaml stage `{name}` depends on {d}, which does not exist"
+
+
+def test_the_closure_sees_what_a_stage_imports(tmp_path):
+    """The check above can fail: the trainer's closure holds the loader and the feed, the
+    extraction's does not (so editing the trainer reruns no extraction)."""
+    train = import_closure(["stages.dvc_train"])
+    extract = import_closure(["stages.dvc_extract"])
+    assert {"pipeline/loader.py", "pipeline/tiers.py", "stages/feed.py", "stages/plan/expand.py"} <= train
+    assert "stages/train.py" not in extract and "pipeline/loader.py" not in extract
+    assert "pipeline/data/synth.py" in import_closure(["pipeline.cli.data"])  # import_module
