@@ -35,11 +35,16 @@ def store_paths(run: Run) -> list[str]:
     return [f"{run.cache}/{m}.zarr" for m in run.models]
 
 
-def train_run(cfg: dict, run: Run, device: str | None = None, progress: bool = False) -> Path:
-    """Train or resume one run (holding its stores as a reader); returns its run directory."""
+def train_run(cfg: dict, run: Run, device: str | None = None, progress: bool = False,
+              force: bool = False) -> Path:  # fmt: skip
+    """Train or resume one run (holding its stores as a reader); returns its run directory.
+
+    force: discard a run directory left with another config (the grid runner's case; under
+    `dvc repro` DVC has removed the directory already).
+    """
     rc = run_config(cfg, run, device)
     with Reading(store_paths(run)):
-        return train(rc, progress=progress)
+        return train(rc, force=force, progress=progress)
 
 
 def _stage(cfg: dict, run: Run) -> None:

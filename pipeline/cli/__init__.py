@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-from pipeline.cli import analyze, cache, data, evaluate, extract, report, train  # noqa: E402
+from pipeline.cli import analyze, cache, data, evaluate, extract, grid, report, train  # noqa: E402
 
 app.add_typer(
     data.app,
@@ -33,6 +33,9 @@ app.command(
 )(extract.extract)
 app.command("train", help="Stage two: train an interface and a task head from cached stores.")(
     train.train
+)
+app.command("grid", help="Stage two at scale: train every pending run of the plan at once.")(
+    grid.grid
 )
 app.command("evaluate", help="Re-score a trained run from its best checkpoint.")(evaluate.evaluate)
 app.command("report", help="Collect run directories into results/table.md, metrics and figures.")(
