@@ -34,16 +34,17 @@ def extract_config(cfg: dict, store: Store, device: str | None = None) -> Extrac
                          device=device_of(cfg, device), progress=sys.stderr.isatty(), **kw)  # fmt: skip
 
 
-def extract_store(cfg: dict, store: Store, device: str | None = None) -> ExtractResult:
-    """Build, resume or adopt one store; rebuild it (no reader holding it) if made for another request."""
+def extract_store(cfg: dict, store: Store, device: str | None = None, upstream=None) -> ExtractResult:  # fmt: skip
+    """Build, resume or adopt one store; rebuild it (no reader holding it) if made for another
+    request. `upstream`: an Upstream or factory instead of the registry's (tests, custom models)."""
     ecfg = extract_config(cfg, store, device)
     with StoreUse(store.store) as use:
         try:
-            res = run(ecfg)
+            res = run(ecfg, upstream)
         except FingerprintMismatch as e:
             use.exclusive()  # StoreBusy while another process reads the old store
             print(f"rebuilding {store.store}: {e}", flush=True)
-            res = run(replace(ecfg, force=True))
+            res = run(replace(ecfg, force=True), upstream)
     verb = "adopted (complete for this request)" if res.written == 0 and not res.failed else "wrote"
     print(f"{store.store}: {verb}; {res.written} utterance(s) written, {res.already} already there, "
           f"{len(res.failed)} failed")  # fmt: skip

@@ -76,7 +76,7 @@ class ExtractResult:
     already: int = 0
     failed: list = field(default_factory=list)
 
-def run(cfg):
+def run(cfg, upstream=None):
     req = {"model": cfg.model, "whisper-mode": cfg.whisper_mode, "data": cfg.data}
     out = Path(cfg.out)
     if (out / "request.json").exists():
@@ -132,7 +132,7 @@ def open_store(path, mode="auto"):
     return _Reader(path)
 """
 REAL_STAGES = ("__init__.py", "config.py", "dvc_stage.py", "dvc_extract.py", "dvc_train.py",
-               "store_lock.py", "report.py", "report_tables.py", "report_figures.py")  # fmt: skip
+               "store_lock.py", "grid_worker.py", "report.py", "report_tables.py", "report_figures.py")  # fmt: skip
 
 
 def _dep_paths() -> set[str]:
@@ -436,10 +436,14 @@ def test_every_stage_depends_on_the_code_it_runs():
         deps = [d.rstrip("/") for d in body.get("deps") or [] if "${" not in d]
         closure = import_closure(_entry(body["cmd"]))
         assert closure, name
-        missing = sorted(f for f in closure if not any(f == d or f.startswith(d + "/") for d in deps))
+        missing = sorted(
+            f for f in closure if not any(f == d or f.startswith(d + "/") for d in deps)
+        )
         assert not missing, f"dvc.yaml stage `{name}` runs {missing} but does not depend on them"
         for d in deps:
-            assert (ROOT / d).exists(), f"dvc.yaml stage `{name}` depends on {d}, which does not exist"
+            assert (ROOT / d).exists(), (
+                f"dvc.yaml stage `{name}` depends on {d}, which does not exist"
+            )
 
 
 def test_the_closure_sees_what_a_stage_imports(tmp_path):
@@ -447,6 +451,11 @@ def test_the_closure_sees_what_a_stage_imports(tmp_path):
     extraction's does not (so editing the trainer reruns no extraction)."""
     train = import_closure(["stages.dvc_train"])
     extract = import_closure(["stages.dvc_extract"])
-    assert {"pipeline/loader.py", "pipeline/tiers.py", "stages/feed.py", "stages/plan/expand.py"} <= train
+    assert {
+        "pipeline/loader.py",
+        "pipeline/tiers.py",
+        "stages/feed.py",
+        "stages/plan/expand.py",
+    } <= train
     assert "stages/train.py" not in extract and "pipeline/loader.py" not in extract
     assert "pipeline/data/synth.py" in import_closure(["pipeline.cli.data"])  # import_module
