@@ -16,9 +16,19 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.store import FingerprintMismatch, open_store
+from pipeline.data.manifest import read_manifests
+from pipeline.encoding import check_encoding
+from pipeline.layers import parse_layers
+from pipeline.store import (
+    FingerprintMismatch,
+    make_fingerprint,
+    manifest_hash,
+    open_store,
+    store_exists,
+)
+from pipeline.upstreams.registry import load_upstream
 from stages.dvc_stage import stage_main
-from stages.extract import ExtractConfig, ExtractResult, run
+from stages.extract import ExtractConfig, ExtractResult, resolve_device, run
 from stages.plan import PlanError, Store
 from stages.plan.settings import device_of, extract_argv, extract_options
 from stages.store_lock import StoreUse
@@ -39,16 +49,41 @@ def extract_store(cfg: dict, store: Store, device: str | None = None, upstream=N
     request. `upstream`: an Upstream or factory instead of the registry's (tests, custom models)."""
     ecfg = extract_config(cfg, store, device)
     with StoreUse(store.store) as use:
+        up, done = adoptable(ecfg, upstream)
+        if done is not None:
+            print(f"{store.store}: adopted, complete for this request ({done} utterances)")
+            return ExtractResult(store=store.store, shard=(0, 1), already=done)
         try:
-            res = run(ecfg, upstream)
+            res = run(ecfg, up)
         except FingerprintMismatch as e:
             use.exclusive()  # StoreBusy while another process reads the old store
             print(f"rebuilding {store.store}: {e}", flush=True)
-            res = run(replace(ecfg, force=True), upstream)
-    verb = "adopted (complete for this request)" if res.written == 0 and not res.failed else "wrote"
-    print(f"{store.store}: {verb}; {res.written} utterance(s) written, {res.already} already there, "
+            res = run(replace(ecfg, force=True), up)
+    print(f"{store.store}: {res.written} utterance(s) written, {res.already} already there, "
           f"{len(res.failed)} failed")  # fmt: skip
     return res
+
+
+def adoptable(ecfg: ExtractConfig, upstream=None) -> tuple[object, int | None]:
+    """(the loaded upstream, the utterance count of the store when it is complete for exactly
+    this request, else None). Reads the store only: an adopted store is not opened for writing.
+
+    The request's fingerprint is built as stages.extract.run builds it; should the two ever
+    differ, the store is not adopted here and `run` decides (resume, or refuse -> rebuild).
+    """
+    up = upstream
+    if up is None:
+        up = load_upstream(ecfg.model, device=resolve_device(ecfg.device), whisper_mode=ecfg.whisper_mode)  # fmt: skip
+    elif isinstance(up, type) or not hasattr(up, "forward"):
+        up = up()
+    if not store_exists(ecfg.out):
+        return up, None
+    reader = open_store(ecfg.out)
+    layers = parse_layers(ecfg.layers, up.spec.num_layers)
+    utts = read_manifests(ecfg.data)
+    want = make_fingerprint(up.spec, up.weights_hash(), ecfg.whisper_mode, manifest_hash(utts),
+                            encoding=check_encoding(ecfg.encoding), layers=layers)  # fmt: skip
+    return up, (len(reader.ids) if reader.complete and reader.fingerprint == want else None)
 
 
 def write_stamp(store: Store) -> Path:

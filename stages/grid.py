@@ -80,7 +80,7 @@ def pending_runs(root: Path, cfg: dict, plan: Plan, use_dvc: bool) -> GridReport
 
     With DVC: a run is to train when `dvc status` lists its train stage; blocked when one of its
     stores' stamps is missing or its extract stage is not up to date. Without: a run is to train
-    when its directory has no metrics.json.
+    when its directory has no metrics.json, blocked when one of its stores does not exist.
     """
     rep = GridReport(planned=len(plan.runs))
     changed = dvc_changed(root) if use_dvc else {}
@@ -91,11 +91,15 @@ def pending_runs(root: Path, cfg: dict, plan: Plan, use_dvc: bool) -> GridReport
         if not todo:
             rep.up_to_date.append(key)
             continue
-        missing = [s for s in dict.fromkeys(run.stamps) if not (root / s).is_file() or s in stale_stores]  # fmt: skip
+        if use_dvc:
+            missing = [s for s in dict.fromkeys(run.stamps) if not (root / s).is_file() or s in stale_stores]  # fmt: skip
+            why = f"store stamp(s) {missing} missing or stale: `dvc repro extract` first"
+        else:
+            stores = [f"{run.cache}/{m}.zarr" for m in run.models]
+            missing = [s for s in stores if not (root / s).is_dir()]
+            why = f"store(s) {missing} missing: extract them first (`dvc repro extract`)"
         if missing:
-            rep.blocked[key] = (
-                f"store stamp(s) {missing} missing or stale: `dvc repro extract` first"
-            )
+            rep.blocked[key] = why
         else:
             rep.pending.append(key)
     return rep

@@ -6,6 +6,7 @@ paper config, and on a small experiment with a fake `pipeline` it runs end to en
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import shutil
@@ -69,12 +70,19 @@ class ExtractConfig:
     batch_seconds: float | None = None
     force: bool = False
     progress: bool = True
+    layers: object = None
+    encoding: str = "fp16"
 
 @dataclass
 class ExtractResult:
+    store: str = ""
+    shard: tuple = (0, 1)
     written: int = 0
     already: int = 0
     failed: list = field(default_factory=list)
+
+def resolve_device(device):
+    return "cpu"
 
 def run(cfg, upstream=None):
     req = {"model": cfg.model, "whisper-mode": cfg.whisper_mode, "data": cfg.data}
@@ -94,6 +102,7 @@ def run(cfg, upstream=None):
 """
 FAKE_TRAIN = """
 import ast
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -112,6 +121,7 @@ def train(cfg, *, force=False, progress=True):
 """
 FAKE_STORE = """
 import ast
+import hashlib
 import json
 from pathlib import Path
 
@@ -130,7 +140,28 @@ class _Reader:
 
 def open_store(path, mode="auto"):
     return _Reader(path)
+
+def store_exists(path):
+    return (Path(path) / "request.json").exists()
+
+def manifest_hash(utts):
+    return "h"
+
+def make_fingerprint(*a, **k):  # never the reader's: the fake `run` decides adopt or rebuild
+    return {"requested": True}
 """
+# What stages/dvc_extract.py imports from the library besides the store, as stand-ins.
+FAKE_LIBS = {
+    "pipeline/upstreams/registry.py": (
+        "class _Spec:\n    num_layers = 2\n\n"
+        "class _Up:\n    spec = _Spec()\n    def weights_hash(self):\n        return 'w'\n"
+        "    def forward(self, *a):\n        raise NotImplementedError\n\n"
+        "def load_upstream(name, device='cpu', whisper_mode='pad30'):\n    return _Up()\n"
+    ),
+    "pipeline/encoding.py": "def check_encoding(e):\n    return e\n",
+    "pipeline/layers.py": "def parse_layers(spec, n):\n    return list(range(n))\n",
+    "pipeline/data/manifest.py": "def read_manifests(path):\n    return []\n",
+}
 REAL_STAGES = ("__init__.py", "config.py", "dvc_stage.py", "dvc_extract.py", "dvc_train.py",
                "store_lock.py", "grid_worker.py", "report.py", "report_tables.py", "report_figures.py")  # fmt: skip
 
@@ -165,6 +196,9 @@ def _repo(tmp: Path, params_text: str) -> Path:
     (repo / "pipeline" / "__init__.py").write_text("")
     (repo / "pipeline" / "cli" / "__init__.py").write_text(FAKE_CLI)
     (repo / "pipeline" / "store.py").write_text(FAKE_STORE)
+    for name, text in FAKE_LIBS.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
     for dep in sorted(_dep_paths()):  # the rest of the code the stages depend on: placeholders
         path = repo / dep
         if path.exists():
@@ -459,3 +493,82 @@ def test_the_closure_sees_what_a_stage_imports(tmp_path):
     } <= train
     assert "stages/train.py" not in extract and "pipeline/loader.py" not in extract
     assert "pipeline/data/synth.py" in import_closure(["pipeline.cli.data"])  # import_module
+
+
+class _Upstream:
+    """A deterministic stand-in for a model (3 states of width 8 at 50 Hz); `version` is its weights."""
+
+    def __init__(self, version: str = "v1") -> None:
+        import torch
+
+        from pipeline.upstreams.base import UpstreamSpec
+
+        self.spec = UpstreamSpec("fake", "fake", f"fake://{version}", 16000, 50.0, 3, 8)
+        self.version, self.torch, self.pad_sensitive = version, torch, False
+
+    def weights_hash(self) -> str:
+        return self.version
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples // 320
+
+    def forward(self, waveforms, lengths):
+        return [
+            self.torch.tanh(x[: n // 320 * 320].reshape(-1, 320)[None, :, :8].repeat(3, 1, 1))
+            for x, n in zip(waveforms, lengths.tolist(), strict=True)
+        ]
+
+
+def _files(store: Path) -> dict[str, tuple[int, str]]:
+    return {
+        str(f.relative_to(store)): (
+            f.stat().st_mtime_ns,
+            hashlib.sha256(f.read_bytes()).hexdigest(),
+        )
+        for f in sorted(store.rglob("*"))
+        if f.is_file() and not f.name.endswith(".lock")
+    }
+
+
+def test_extract_stage_adopts_a_complete_store_and_rebuilds_it_only_unread(tmp_path, tiny_suite, monkeypatch):  # fmt: skip
+    """A queued experiment's workspace (no stamps) sharing an absolute cache_root: the extract
+    stage adopts the store (nothing recomputed or written, the same stamp); a store made for
+    another request is rebuilt, but never while another process reads it."""
+    from stages.dvc_extract import extract_store, write_stamp
+    from stages.store_lock import Reading, StoreBusy, StoreUse
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    cfg["paths"] = {"data_root": str(tiny_suite.parent), "cache_root": str(tmp_path / "shared"),
+                    "runs_root": "runs"}  # fmt: skip
+    cfg["data"]["suite"] = tiny_suite.name
+    store = make_plan(cfg).stores["er-whisper_tiny_en"]
+    first, second = tmp_path / "ws1", tmp_path / "ws2"
+    first.mkdir(), second.mkdir()
+    monkeypatch.chdir(first)
+    res = extract_store(cfg, store, upstream=_Upstream())
+    assert res.written > 0
+    stamp = write_stamp(store).read_text()
+    before = _files(Path(store.store))
+    monkeypatch.chdir(second)  # another workspace: no stamp, the same shared store
+    res = extract_store(cfg, store, upstream=_Upstream())
+    assert res.written == 0 and res.already > 0
+    assert _files(Path(store.store)) == before  # not one file rewritten
+    assert write_stamp(store).read_text() == stamp
+    # another request (new weights) while a training run reads the store: refused, untouched
+    with Reading([store.store]), pytest.raises(StoreBusy, match="another process is reading it"):
+        extract_store(cfg, store, upstream=_Upstream("v2"))
+    assert _files(Path(store.store)) == before
+    # nobody reads it: rebuilt for the new request
+    res = extract_store(cfg, store, upstream=_Upstream("v2"))
+    assert res.written > 0
+    assert (
+        json.loads(write_stamp(store).read_text())["fingerprint"]
+        != json.loads(stamp)["fingerprint"]
+    )
+    # and a reader cannot start while a rebuild holds the store
+    use = StoreUse(store.store)
+    use.shared()
+    use.exclusive()
+    with pytest.raises(StoreBusy, match="being rebuilt"), Reading([store.store]):
+        pass
+    use.release()
