@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ DVC = Path(sys.executable).with_name("dvc")
 # modules and of `pipeline.store` (the working directory comes first on sys.path).
 FAKE_CLI = """
 import sys
+import time
 from pathlib import Path
 
 def _opts(argv):
@@ -572,3 +574,26 @@ def test_extract_stage_adopts_a_complete_store_and_rebuilds_it_only_unread(tmp_p
     with pytest.raises(StoreBusy, match="being rebuilt"), Reading([store.store]):
         pass
     use.release()
+
+
+@pytest.mark.slow
+def test_queued_sweep_shares_the_stores(tmp_path):
+    """`dvc exp run --queue -S ...` + `dvc queue start -j 2` against an absolute cache_root: the
+    queued workspaces lack the stamps, their extract stages adopt the stores (each built once)."""
+    cfg = _small_experiment()
+    cfg["paths"]["cache_root"] = str(tmp_path / "shared")
+    repo = _repo(tmp_path, _params_text(cfg))
+    dvc(repo, "repro")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "ran")
+    dvc(repo, "exp", "run", "--queue", "-S", "interfaces.gumd.linear_steps=25,100")
+    dvc(repo, "queue", "start", "-j", "2")
+    for _ in range(240):
+        status = dvc(repo, "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    for task in ("er", "sv"):  # the fake extraction logs every build of a store
+        builds = (tmp_path / "shared" / "t" / task / "builds.log").read_text().split()
+        assert sorted(builds) == ["whisper_base.zarr", "whisper_tiny_en.zarr"]
