@@ -182,3 +182,18 @@ def test_grid_on_the_tiny_config_with_the_real_trainer(tmp_path):
     assert [s for s in json.loads(status.stdout) if s.startswith("train@")] == []
     metrics = json.loads((repo / "runs" / "whisper_tiny_en-hconv-er" / "metrics.json").read_text())
     assert {m["split"] for m in metrics} >= {"dev", "test"}
+
+
+def test_pipeline_grid_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    repo = _repo(tmp_path, _params_text(_small_experiment()))
+    monkeypatch.chdir(repo)
+    r = CliRunner().invoke(app, ["grid", "--jobs", "2", "--cluster", "local:2"])
+    assert r.exit_code != 0 and "not both" in r.output
+    r = CliRunner().invoke(app, ["grid", "--jobs", "2", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "6 runs: 0 up to date, 6 blocked, 0 to train on 2 local slot(s)" in r.output
+    assert "dvc repro extract" in r.output
