@@ -190,7 +190,13 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
             echo(f"  FAILED {job.name}: exit status {res.rc}, see {res.log}")
             return False
         if use_dvc:
-            dvc_commit(root, job.keys)
+            try:
+                dvc_commit(root, job.keys)
+            except PlanError as e:  # trained, not recorded: `dvc commit` by hand, or `dvc repro`
+                for k in job.keys:
+                    rep.failed[k] = str(e)
+                echo(f"  trained {job.name} but could not record it: {e}")
+                return False
         rep.done += job.keys
         echo(f"  done {job.name} in {res.seconds:.1f} s [{len(rep.done)}/{len(rep.pending)}]")
         return False
