@@ -1,6 +1,6 @@
 """Stage two's runs one after the other vs the grid runner, side by side in one process.
 
-    python bench/bench_grid.py [--columns er,sv] [--jobs 2] [--work /tmp/bench_grid]
+    python bench/bench_grid.py [--columns er] [--jobs 2] [--work /tmp/bench_grid]
 
 The default experiment (configs/default.yaml: its 8 table rows and per-task training settings)
 over the built-in `tiny` suite's stores (synthesized and extracted into --work when missing;
@@ -43,7 +43,7 @@ def experiment(work: Path, data_root: Path, cache_root: Path, columns: list[str]
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--columns", default="er,sv", help="task columns of the default experiment")
+    p.add_argument("--columns", default="er", help="task columns of the default experiment")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path("/tmp/bench_grid"))
     p.add_argument("--data-root", type=Path, default=None)
@@ -70,9 +70,10 @@ def main() -> None:
     load0 = os.getloadavg()
     quiet = lambda s: print("   ", s) if s.startswith(("  FAILED", "trained")) else None  # noqa: E731
     print(f"{len(plan.runs)} runs ({', '.join(columns)} columns of the default experiment, tiny suite), {cores} cores")  # fmt: skip
-    seq = run_grid(GridOptions(params=str(seq_params), jobs=1, dvc=False), root=ROOT, echo=quiet)
+    opts = {"dvc": False, "logs": str(work / "logs")}
+    seq = run_grid(GridOptions(params=str(seq_params), jobs=1, **opts), root=ROOT, echo=quiet)
     load1 = os.getloadavg()
-    grid = run_grid(GridOptions(params=str(grid_params), jobs=a.jobs, dvc=False), root=ROOT, echo=quiet)  # fmt: skip
+    grid = run_grid(GridOptions(params=str(grid_params), jobs=a.jobs, **opts), root=ROOT, echo=quiet)  # fmt: skip
     load2 = os.getloadavg()
     assert not seq.failed and not grid.failed, (seq.failed, grid.failed)
     print(f"sequential (1 slot x {cores} threads): {seq.seconds:7.1f} s   load avg {load0[0]:.1f} -> {load1[0]:.1f}")  # fmt: skip

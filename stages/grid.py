@@ -145,7 +145,7 @@ class GridOptions:
     retries: int = 2  # resubmissions of a job whose worker died
     dry_run: bool = False
     dvc: bool | None = None  # None: when ROOT is a DVC repository
-    logs: str | None = None  # default: .dvc/tmp/grid (DVC) or grid-logs
+    logs: str | None = None  # default: .dvc/tmp/grid (DVC) or <runs_root>/.grid-logs
 
 
 def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], None] = print) -> GridReport:  # fmt: skip
@@ -161,7 +161,8 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
     device = opts.device or str(cfg.get("device", "auto"))
     gpus = 0 if device == "cpu" else torch.cuda.device_count()
     slots = local_slots(opts.jobs or gpus or len(usable_cores()), gpus)
-    logs = root / (opts.logs or (".dvc/tmp/grid" if use_dvc else "grid-logs"))
+    runs_root = root / (cfg.get("paths") or {}).get("runs_root", "runs")
+    logs = root / (opts.logs or (".dvc/tmp/grid" if use_dvc else runs_root / ".grid-logs"))
     where = f"Dask {opts.cluster}" if opts.cluster else f"{len(slots)} local slot(s)"
     echo(f"{rep.planned} runs: {len(rep.up_to_date)} up to date, {len(rep.blocked)} blocked, "
          f"{len(jobs)} to train on {where}" + (f" ({gpus} GPU(s))" if gpus else ""))  # fmt: skip
@@ -172,7 +173,6 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
             echo(f"  would train {' '.join(j.keys)} (cost {j.cost:.3g})")
         return rep
     stale = locked_stages(root) if use_dvc else set()
-    runs_root = root / (cfg.get("paths") or {}).get("runs_root", "runs")
     for j in jobs:  # like `dvc repro`: a stale finished run starts afresh (a partial one resumes)
         for k in j.keys:
             if f"train@{k}" in stale and (runs_root / k).exists():
