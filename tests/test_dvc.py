@@ -5,11 +5,14 @@ paper config, and on a small experiment with a fake `pipeline` it runs end to en
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,49 +23,33 @@ from stages.plan import load_config, make_plan, render
 ROOT = Path(__file__).resolve().parents[1]
 DVC = Path(sys.executable).with_name("dvc")
 
-# A stand-in for the real package: the stage commands import `pipeline.cli.app` and
-# `pipeline.store.open_store` from the repo copy (the working directory comes first on sys.path).
+# Stand-ins for the heavy code: the stage commands (stages/dvc_extract.py, stages/dvc_train.py)
+# call `stages.extract.run` and `stages.train.train` directly; `pipeline data synth` and
+# `pipeline report` go through `pipeline.cli.app`. The repo copy holds fakes of those three
+# modules and of `pipeline.store` (the working directory comes first on sys.path).
 FAKE_CLI = """
-import json, os, sys
+import os
+import sys
+import time
 from pathlib import Path
 
 def _opts(argv):
-    out, sets, i = {}, [], 0
+    out, i = {}, 0
     while i < len(argv):
-        if argv[i] == "--set":
-            sets.append(argv[i + 1]); i += 2
-        elif argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+        if argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
             out[argv[i][2:]] = argv[i + 1]; i += 2
         else:
             out[argv[i].lstrip("-")] = True; i += 1
-    return out, sets
+    return out
 
 def app(argv=None, prog_name=None, standalone_mode=True):
     argv = list(sys.argv[1:] if argv is None else argv)
     cmd, rest = (argv[0], argv[1:]) if argv[0] != "data" else ("data " + argv[1], argv[2:])
-    o, sets = _opts(rest)
+    o = _opts(rest)
     if cmd == "data synth":
         for t in ("asr_en", "ml_asr", "sv", "er"):
             Path(o["out"], t).mkdir(parents=True, exist_ok=True)
             Path(o["out"], t, "train.jsonl").write_text(o["preset"])
-    elif cmd == "extract":
-        Path(o["out"]).mkdir(parents=True, exist_ok=True)
-        Path(o["out"], "request.json").write_text(json.dumps(o))
-    elif cmd == "train":
-        run = Path(o["out"]); run.mkdir(parents=True)
-        args = dict(s.split("=", 1) for s in sets)
-        task_args = {k[10:]: v for k, v in args.items() if k.startswith("task_args.")}
-        cfg = {"models": o["models"].split(","), "interface": o["interface"], "task": o["task"],
-               "task_args": task_args, "train": {"steps": 10}}
-        (run / "config.yaml").write_text(json.dumps(cfg))
-        (run / "sets.json").write_text(json.dumps(sets))
-        metric, direction = {"er": ("accuracy", "higher")}.get(o["task"], ("eer", "lower"))
-        v = 0.1 + 0.01 * len(o["interface"])
-        recs = [{"task": o["task"], "metric": metric, "value": v, "direction": direction, "split": s}
-                for s in ("dev", "test")]
-        (run / "metrics.json").write_text(json.dumps(recs))
-        (run / "log.jsonl").write_text(json.dumps({"step": 10, "train_loss": 1.0, "dev_" + metric: v}) + "\\n")
-        (run / "interface_summary.json").write_text(json.dumps({"weights": [[0.5, 0.5]], "layer_norms": [1.0, 2.0]}))
     elif cmd == "report":  # the real report needs the real library: run it from the repo
         import subprocess
         code = "import sys; from stages.report import write_report; write_report(*sys.argv[1:4], importance=False)"
@@ -72,9 +59,82 @@ def app(argv=None, prog_name=None, standalone_mode=True):
         raise SystemExit(f"fake pipeline: unknown command {argv}")
     return 0
 """
+FAKE_EXTRACT = """
+import json, shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from pipeline.store import FingerprintMismatch
+
+@dataclass
+class ExtractConfig:
+    model: str
+    data: str
+    out: str
+    device: str = "auto"
+    whisper_mode: str = "pad30"
+    batch_seconds: float | None = None
+    force: bool = False
+    progress: bool = True
+    layers: object = None
+    encoding: str = "fp16"
+
+@dataclass
+class ExtractResult:
+    store: str = ""
+    shard: tuple = (0, 1)
+    written: int = 0
+    already: int = 0
+    failed: list = field(default_factory=list)
+
+def resolve_device(device):
+    return "cpu"
+
+def run(cfg, upstream=None):
+    req = {"model": cfg.model, "whisper-mode": cfg.whisper_mode, "data": cfg.data}
+    out = Path(cfg.out)
+    if (out / "request.json").exists():
+        have = json.loads((out / "request.json").read_text())
+        if have == req:
+            return ExtractResult(already=2)
+        if not cfg.force:
+            raise FingerprintMismatch(f"{out}: made for {have}, asked for {req}")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / "request.json").write_text(json.dumps(req))
+    builds = out.parent / "builds.log"
+    builds.write_text((builds.read_text() if builds.exists() else "") + out.name + "\\n")
+    return ExtractResult(written=2)
+"""
+FAKE_TRAIN = """
+import ast
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+def train(cfg, *, force=False, progress=True):
+    run = Path(cfg.out); run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(json.dumps(asdict(cfg)))
+    metric, direction = {"er": ("accuracy", "higher")}.get(cfg.task, ("eer", "lower"))
+    v = 0.1 + 0.01 * len(cfg.interface)
+    recs = [{"task": cfg.task, "metric": metric, "value": v, "direction": direction, "split": s}
+            for s in ("dev", "test")]
+    (run / "metrics.json").write_text(json.dumps(recs))
+    (run / "log.jsonl").write_text(json.dumps({"step": 10, "train_loss": 1.0, "dev_" + metric: v}) + "\\n")
+    (run / "interface_summary.json").write_text(json.dumps({"weights": [[0.5, 0.5]], "layer_norms": [1.0, 2.0]}))
+    return run
+"""
 FAKE_STORE = """
+import ast
+import hashlib
 import json
 from pathlib import Path
+
+class StoreError(RuntimeError):
+    pass
+
+class FingerprintMismatch(StoreError):
+    pass
 
 class _Reader:
     def __init__(self, path):
@@ -85,11 +145,44 @@ class _Reader:
 
 def open_store(path, mode="auto"):
     return _Reader(path)
+
+def store_exists(path):
+    return (Path(path) / "request.json").exists()
+
+def manifest_hash(utts):
+    return "h"
+
+def make_fingerprint(*a, **k):  # never the reader's: the fake `run` decides adopt or rebuild
+    return {"requested": True}
 """
+# What stages/dvc_extract.py imports from the library besides the store, as stand-ins.
+FAKE_LIBS = {
+    "pipeline/upstreams/registry.py": (
+        "class _Spec:\n    num_layers = 2\n\n"
+        "class _Up:\n    spec = _Spec()\n    def weights_hash(self):\n        return 'w'\n"
+        "    def forward(self, *a):\n        raise NotImplementedError\n\n"
+        "def load_upstream(name, device='cpu', whisper_mode='pad30'):\n    return _Up()\n"
+    ),
+    "pipeline/encoding.py": "def check_encoding(e):\n    return e\n",
+    "pipeline/layers.py": "def parse_layers(spec, n):\n    return list(range(n))\n",
+    "pipeline/data/manifest.py": "def read_manifests(path):\n    return []\n",
+}
+REAL_STAGES = ("__init__.py", "config.py", "dvc_stage.py", "dvc_extract.py", "dvc_train.py",
+               "store_lock.py", "grid_worker.py")  # fmt: skip
+
+
+def _dep_paths() -> set[str]:
+    """Every literal code path dvc.yaml's stages depend on (not the templated data/stamps)."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    out = set()
+    for st in spec["stages"].values():
+        body = st.get("do", st)
+        out |= {d for d in body.get("deps") or [] if "${" not in d}
+    return out
 
 
 def _repo(tmp: Path, params_text: str) -> Path:
-    """A copy of the DVC-relevant files with a fake `pipeline` package, git and DVC initialised."""
+    """A copy of the DVC-relevant files with fakes of the heavy modules, git and DVC initialised."""
     repo = tmp / "repo"
     repo.mkdir()
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
@@ -98,27 +191,30 @@ def _repo(tmp: Path, params_text: str) -> Path:
         ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local")
     )
     (repo / "stages").mkdir()
-    for name in (
-        "__init__.py",
-        "plan.py",
-        "dvc_stage.py",
-        "report.py",
-        "report_tables.py",
-        "report_figures.py",
-        "train.py",  # dependencies of the train stages (not imported here)
-        "config.py",
-    ):
+    for name in REAL_STAGES:
         shutil.copy(ROOT / "stages" / name, repo / "stages" / name)
-    for d in ("upstreams", "interfaces", "tasks"):
-        (repo / "pipeline" / d).mkdir(parents=True)
-        (repo / "pipeline" / d / "__init__.py").write_text("")
+    shutil.copytree(ROOT / "stages" / "plan", repo / "stages" / "plan",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    (repo / "stages" / "extract.py").write_text(FAKE_EXTRACT)
+    (repo / "stages" / "train.py").write_text(FAKE_TRAIN)
+    (repo / "pipeline" / "cli").mkdir(parents=True)
     (repo / "pipeline" / "__init__.py").write_text("")
-    (repo / "pipeline" / "data" / "words").mkdir(parents=True)  # synth's dependencies
-    (repo / "pipeline" / "data" / "synth.py").write_text("")
-    (repo / "pipeline" / "data" / "words" / "en.txt").write_text("word\n")
-    (repo / "pipeline" / "cli" / "__init__.py").parent.mkdir()
     (repo / "pipeline" / "cli" / "__init__.py").write_text(FAKE_CLI.replace("@ROOT@", str(ROOT)))
-    (repo / "pipeline" / "store.py").write_text(FAKE_STORE)
+    (repo / "pipeline" / "store").mkdir()
+    (repo / "pipeline" / "store" / "__init__.py").write_text(FAKE_STORE)
+    for name, text in FAKE_LIBS.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    for dep in sorted(_dep_paths()):  # the rest of the code the stages depend on: placeholders
+        path = repo / dep
+        if path.exists():
+            continue
+        if dep.endswith(".py"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "__init__.py").write_text("")
     (repo / "params.yaml").write_text(params_text)
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
@@ -189,7 +285,7 @@ def test_default_params_resolve_and_dry_run(tmp_path):
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
     assert len(cmds) == 42
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
-    assert "> python -m stages.dvc_stage train whisper_tiny_en+whisper_base-chconv-er" in cmds
+    assert "> python -m stages.dvc_train whisper_tiny_en+whisper_base-chconv-er" in cmds
     assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"
 
 
@@ -266,12 +362,22 @@ def test_repro_end_to_end_with_a_fake_pipeline(tmp_path):
     _git(repo, "commit", "-qm", "ran")
     out = dvc(repo, "exp", "run", "-S", "+interfaces.hconv.dim=128")
     assert _ran(out) == ["report", "train@whisper_base-hconv-er", "train@whisper_base-hconv-sv"]
-    sets = json.loads((repo / "runs/whisper_base-hconv-sv/sets.json").read_text())
-    assert "interface_args.dim=128" in sets
+    run_cfg = json.loads((repo / "runs/whisper_base-hconv-sv/config.yaml").read_text())
+    assert run_cfg["interface_args"] == {"layer_norm": True, "dim": 128}
     # a sweep: one queued experiment per value (run later by `dvc queue start`, in temp copies)
     out = dvc(repo, "exp", "run", "--queue", "-S", "interfaces.gumd.linear_steps=25,100")
     assert out.count("Queued experiment") == 2, out
     dvc(repo, "queue", "remove", "--all")
+    # another seed (the run keys stay: one seed) reruns every run, and reaches the trainer
+    cfg["train"].pop("seed", None)
+    cfg["seeds"] = [1]
+    p.write_text(_params_text(cfg))
+    ran = _ran(dvc(repo, "repro"))
+    assert [r for r in ran if r.startswith("train@")] == sorted(
+        f"train@{k}" for k in make_plan(cfg).runs
+    )
+    run_cfg = json.loads((repo / "runs/whisper_base-ws-er/config.yaml").read_text())
+    assert run_cfg["train"]["seed"] == 1
     # a structural edit without re-planning is refused by the stage command
     stale = make_plan(cfg).generated()
     cfg["table"][0]["interfaces"] = ["ws"]
@@ -293,7 +399,205 @@ def test_paper_dry_run_of_one_run(tmp_path):
         in [c + " " if not c.endswith(" ") else c for c in cmds]
         or any(c.startswith("> pipeline data import iemocap") for c in cmds)
     )
+    assert cmds[-1] == "> python -m stages.dvc_train whisper_small+wavlm_base_plus-chconv-er-fold3"
+
+
+def _module_file(name: str) -> Path | None:
+    p = ROOT / Path(*name.split("."))
+    if (p / "__init__.py").is_file():
+        return p / "__init__.py"
+    return p.with_suffix(".py") if p.with_suffix(".py").is_file() else None
+
+
+def _imports(name: str, module_level: bool) -> set[str]:
+    """The project modules `name` imports: every import statement (module_level: only those that
+    run on import, outside function bodies), and `importlib.import_module("literal")` calls."""
+    f = _module_file(name)
+    tree = ast.parse(f.read_text(encoding="utf-8"))
+    is_pkg, found, todo = f.name == "__init__.py", [], [tree]
+    while todo:
+        node = todo.pop()
+        for child in ast.iter_child_nodes(node):
+            if not (module_level and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))):
+                todo.append(child)
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = ".".join(up[: len(up) - (node.level - 1)] + ([base] if base else []))
+            found += [base] + [f"{base}.{a.name}" for a in node.names]
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            found.append(node.args[0].value)
+    out = set()
+    for t in found:
+        while t and _module_file(t) is None:
+            t = t.rpartition(".")[0]
+        if t:
+            out.add(t)
+    return out
+
+
+def import_closure(entries: list[str]) -> set[str]:
+    """Files of every project module a stage's command can run: the entry modules and all they
+    import (at any depth, inside functions too); for the parent packages that Python executes
+    on the way (and what they import), only their module-level imports."""
+    deep, shallow, todo = set(), set(), [(e, True) for e in entries]
+    while todo:
+        m, full = todo.pop()
+        if m in deep or (not full and m in shallow):
+            continue
+        (deep if full else shallow).add(m)
+        parts = m.split(".")
+        todo += [(x, full) for x in _imports(m, module_level=not full)]
+        todo += [(".".join(parts[:i]), False) for i in range(1, len(parts))]
+    return {_module_file(m).relative_to(ROOT).as_posix() for m in deep | shallow}
+
+
+def _entry(cmd: str) -> list[str]:
+    """The module a stage command starts in: `python -m X` -> X, `pipeline data ...` -> pipeline.cli.data."""
+    words = cmd.split()
+    if words[:2] == ["python", "-m"]:
+        return [words[2]]
+    assert words[0] == "pipeline", cmd
+    return [f"pipeline.cli.{words[1]}"]
+
+
+def test_every_stage_depends_on_the_code_it_runs():
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for name, st in spec["stages"].items():
+        body = st.get("do", st)
+        deps = [d.rstrip("/") for d in body.get("deps") or [] if "${" not in d]
+        closure = import_closure(_entry(body["cmd"]))
+        assert closure, name
+        missing = sorted(
+            f for f in closure if not any(f == d or f.startswith(d + "/") for d in deps)
+        )
+        assert not missing, f"dvc.yaml stage `{name}` runs {missing} but does not depend on them"
+        for d in deps:
+            assert (ROOT / d).exists(), (
+                f"dvc.yaml stage `{name}` depends on {d}, which does not exist"
+            )
+
+
+def test_the_closure_sees_what_a_stage_imports(tmp_path):
+    """The check above can fail: the trainer's closure holds the loader and the feed, the
+    extraction's does not (so editing the trainer reruns no extraction)."""
+    train = import_closure(["stages.dvc_train"])
+    extract = import_closure(["stages.dvc_extract"])
+    assert {
+        "pipeline/loader.py",
+        "pipeline/tiers.py",
+        "stages/feed.py",
+        "stages/plan/expand.py",
+    } <= train
+    assert "stages/train.py" not in extract and "pipeline/loader.py" not in extract
+    assert "pipeline/data/synth.py" in import_closure(["pipeline.cli.data"])  # import_module
+
+
+class _Upstream:
+    """A deterministic stand-in for a model (3 states of width 8 at 50 Hz); `version` is its weights."""
+
+    def __init__(self, version: str = "v1") -> None:
+        import torch
+
+        from pipeline.upstreams.base import UpstreamSpec
+
+        self.spec = UpstreamSpec("fake", "fake", f"fake://{version}", 16000, 50.0, 3, 8)
+        self.version, self.torch, self.pad_sensitive = version, torch, False
+
+    def weights_hash(self) -> str:
+        return self.version
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples // 320
+
+    def forward(self, waveforms, lengths):
+        return [
+            self.torch.tanh(x[: n // 320 * 320].reshape(-1, 320)[None, :, :8].repeat(3, 1, 1))
+            for x, n in zip(waveforms, lengths.tolist(), strict=True)
+        ]
+
+
+def _files(store: Path) -> dict[str, tuple[int, str]]:
+    return {
+        str(f.relative_to(store)): (
+            f.stat().st_mtime_ns,
+            hashlib.sha256(f.read_bytes()).hexdigest(),
+        )
+        for f in sorted(store.rglob("*"))
+        if f.is_file() and not f.name.endswith(".lock")
+    }
+
+
+def test_extract_stage_adopts_a_complete_store_and_rebuilds_it_only_unread(tmp_path, tiny_suite, monkeypatch):  # fmt: skip
+    """A queued experiment's workspace (no stamps) sharing an absolute cache_root: the extract
+    stage adopts the store (nothing recomputed or written, the same stamp); a store made for
+    another request is rebuilt, but never while another process reads it."""
+    from stages.dvc_extract import extract_store, write_stamp
+    from stages.store_lock import Reading, StoreBusy, StoreUse
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    cfg["paths"] = {"data_root": str(tiny_suite.parent), "cache_root": str(tmp_path / "shared"),
+                    "runs_root": "runs"}  # fmt: skip
+    cfg["data"]["suite"] = tiny_suite.name
+    store = make_plan(cfg).stores["er-whisper_tiny_en"]
+    first, second = tmp_path / "ws1", tmp_path / "ws2"
+    first.mkdir(), second.mkdir()
+    monkeypatch.chdir(first)
+    res = extract_store(cfg, store, upstream=_Upstream())
+    assert res.written > 0
+    stamp = write_stamp(store).read_text()
+    before = _files(Path(store.store))
+    monkeypatch.chdir(second)  # another workspace: no stamp, the same shared store
+    res = extract_store(cfg, store, upstream=_Upstream())
+    assert res.written == 0 and res.already > 0
+    assert _files(Path(store.store)) == before  # not one file rewritten
+    assert write_stamp(store).read_text() == stamp
+    # another request (new weights) while a training run reads the store: refused, untouched
+    with Reading([store.store]), pytest.raises(StoreBusy, match="another process is reading it"):
+        extract_store(cfg, store, upstream=_Upstream("v2"))
+    assert _files(Path(store.store)) == before
+    # nobody reads it: rebuilt for the new request
+    res = extract_store(cfg, store, upstream=_Upstream("v2"))
+    assert res.written > 0
     assert (
-        cmds[-1]
-        == "> python -m stages.dvc_stage train whisper_small+wavlm_base_plus-chconv-er-fold3"
+        json.loads(write_stamp(store).read_text())["fingerprint"]
+        != json.loads(stamp)["fingerprint"]
     )
+    # and a reader cannot start while a rebuild holds the store
+    use = StoreUse(store.store)
+    use.shared()
+    use.exclusive()
+    with pytest.raises(StoreBusy, match="being rebuilt"), Reading([store.store]):
+        pass
+    use.release()
+
+
+@pytest.mark.slow
+def test_queued_sweep_shares_the_stores(tmp_path):
+    """`dvc exp run --queue -S ...` + `dvc queue start -j 2` against an absolute cache_root: the
+    queued workspaces lack the stamps, their extract stages adopt the stores (each built once)."""
+    cfg = _small_experiment()
+    cfg["paths"]["cache_root"] = str(tmp_path / "shared")
+    repo = _repo(tmp_path, _params_text(cfg))
+    dvc(repo, "repro")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "ran")
+    dvc(repo, "exp", "run", "--queue", "-S", "interfaces.gumd.linear_steps=25,100")
+    dvc(repo, "queue", "start", "-j", "2")
+    for _ in range(240):
+        status = dvc(repo, "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    for task in ("er", "sv"):  # the fake extraction logs every build of a store
+        builds = (tmp_path / "shared" / "t" / task / "builds.log").read_text().split()
+        assert sorted(builds) == ["whisper_base.zarr", "whisper_tiny_en.zarr"]

@@ -9,8 +9,16 @@ import pytest
 import yaml
 
 from stages.config import resolve_config
-from stages.dvc_stage import extract_argv, train_argv
-from stages.plan import MARKER, PlanError, check, load_config, make_plan, render
+from stages.plan import (
+    MARKER,
+    PlanError,
+    check,
+    extract_argv,
+    load_config,
+    make_plan,
+    render,
+    train_argv,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +72,7 @@ def test_extract_command():
     store = make_plan(cfg).stores["sv-whisper_base"]
     assert shlex.join(extract_argv(cfg, store)) == (
         "extract --model whisper_base --data data/demo/sv --out cache/demo/sv/whisper_base.zarr "
-        "--device auto --whisper-mode trim --force"
+        "--device auto --whisper-mode trim"
     )
 
 
@@ -179,3 +187,40 @@ def test_config_errors_name_the_key(edit, match):
     edit(cfg)
     with pytest.raises(PlanError, match=match):
         make_plan(cfg)
+
+
+def test_seeds_multiply_runs_and_reach_the_trainer():
+    cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    cfg["train"].pop("seed", None)
+    base = make_plan(cfg)
+    assert base.seeds == [0] and all(r.seed == 0 for r in base.runs.values())
+    cfg["seeds"] = [0, 1, 2]
+    plan = make_plan(cfg)
+    assert len(plan.runs) == 3 * len(base.runs) and len(plan.rows) == len(base.rows)
+    run = plan.runs["whisper_tiny_en+whisper_base-gumd-er-s2"]
+    assert run.seed == 2 and run.models == ["whisper_tiny_en", "whisper_base"]
+    assert "whisper_tiny_en+whisper_base-gumd-er" not in plan.runs  # no unsuffixed key
+    cell = plan.rows[5].cells["er"]  # the fusion GumD row: one run per seed
+    assert cell == [f"whisper_tiny_en+whisper_base-gumd-er-s{s}" for s in (0, 1, 2)]
+    argv = train_argv(cfg, run)
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    rc = resolve_config(interface="gumd", models=run.models, task="er", out="r", sets=sets)
+    assert rc.train.seed == 2
+    # the generated section carries each run's seed (a DVC param of its train stage)
+    assert plan.generated()["runs"]["whisper_base-ws-sv-s1"]["seed"] == 1
+
+
+def test_seed_defaults_and_conflicts():
+    cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    cfg["train"]["seed"] = 7
+    cfg.pop("seeds", None)
+    plan = make_plan(cfg)  # no `seeds`: train.seed is the one seed; keys without suffix
+    assert plan.seeds == [7] and plan.runs["whisper_base-ws-sv"].seed == 7
+    cfg["seeds"] = [0, 1]
+    with pytest.raises(PlanError, match="train.seed"):
+        make_plan(cfg)
+    cfg["train"].pop("seed")
+    for bad in ([], [0, 0], ["a"], 3):
+        cfg["seeds"] = bad
+        with pytest.raises(PlanError, match="seeds"):
+            make_plan(cfg)

@@ -34,7 +34,7 @@ def main() -> None:
     app()
 
 
-from pipeline.cli import analyze, cache, data, evaluate, extract, report, train  # noqa: E402
+from pipeline.cli import analyze, cache, data, evaluate, extract, grid, report, train  # noqa: E402
 
 app.add_typer(
     data.app,
@@ -58,6 +58,9 @@ app.command(
     "train-packed",
     help="Train runs that share one pass over the cache (RUN_DIR/config.yaml files).",
 )(train.train_packed)
+app.command("grid", help="Stage two at scale: train every pending run of the plan at once.")(
+    grid.grid
+)
 app.command("evaluate", help="Re-score a trained run from its best checkpoint.")(evaluate.evaluate)
 app.command("report", help="Collect run directories into results/table.md, metrics and figures.")(
     report.report

@@ -1,0 +1,199 @@
+"""The grid runner: slots pinned to cores or GPUs, lost jobs resubmitted (locally and on Dask),
+and, in a temp git+DVC repo, `pipeline grid` leaving every train stage up to date for DVC."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stages.grid import GridOptions, run_grid
+from stages.grid_jobs import Job, JobResult, Slot, local_slots, run_job, run_local, thread_env
+from stages.plan import load_config, make_plan
+from tests.test_dvc import ROOT, _params_text, _repo, _small_experiment, dvc
+
+
+def test_local_slots_share_the_cores_and_round_robin_the_gpus():
+    cpu = local_slots(2, gpus=0, cores=[0, 1, 2, 3])
+    assert [(s.cores, s.threads, s.gpu) for s in cpu] == [([0, 1], 2, None), ([2, 3], 2, None)]
+    gpu = local_slots(3, gpus=2, cores=[0, 1, 2, 3, 4, 5])
+    assert [s.gpu for s in gpu] == ["0", "1", "0"] and all(s.threads == 2 for s in gpu)
+    more = local_slots(3, gpus=0, cores=[0, 1])  # more slots than cores: one core each, shared
+    assert [s.cores for s in more] == [[0], [1], [0]]
+    assert thread_env(2, "1") == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
+                                  "OPENBLAS_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": "1"}  # fmt: skip
+
+
+def test_run_local_resubmits_lost_jobs_and_keeps_failures():
+    attempts: dict[str, int] = {}
+    seen: list[tuple[str, int, int]] = []
+
+    def launch(job: Job, slot: Slot) -> JobResult:
+        k = job.keys[0]
+        attempts[k] = attempts.get(k, 0) + 1
+        if k == "lost-once" and attempts[k] == 1:
+            return JobResult(job.keys, -9, 0.1, "log", lost=True)
+        return JobResult(job.keys, 3 if k == "broken" else 0, 0.1, "log")
+
+    def on_result(job: Job, res: JobResult) -> bool:
+        seen.append((job.keys[0], res.rc, job.attempt))
+        if res.lost and job.attempt < 2:
+            job.attempt += 1
+            return True
+        return False
+
+    jobs = [Job(["lost-once"]), Job(["broken"]), Job(["fine"])]
+    run_local(jobs, local_slots(2, 0, [0, 1]), launch, on_result)
+    assert attempts == {"lost-once": 2, "broken": 1, "fine": 1}  # an error exit is not retried
+    assert ("lost-once", -9, 0) in seen and ("lost-once", 0, 1) in seen
+
+
+def test_run_job_sees_a_process_killed_by_a_signal(tmp_path):
+    kill = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+            "--params", "p", "k1"]  # fmt: skip
+    res = run_job(str(tmp_path), kill, {}, str(tmp_path / "logs" / "k1.log"))
+    assert res.lost and res.rc == -9 and res.keys == ["k1"]
+    ok = [sys.executable, "-c", "import os; print(os.environ['OMP_NUM_THREADS'])", "--params", "p", "k2"]  # fmt: skip
+    res = run_job(str(tmp_path), ok, thread_env(3), str(tmp_path / "logs" / "k2.log"))
+    assert res.rc == 0 and not res.lost
+    assert (tmp_path / "logs" / "k2.log").read_text().splitlines()[-1] == "3"
+
+
+# A job whose process kills the Dask worker that runs it on its first attempt.
+KILL_WORKER_ONCE = """
+import os, signal, sys
+from pathlib import Path
+mark = Path(sys.argv[1])
+if not mark.exists():
+    mark.write_text("1")
+    os.kill(os.getppid(), signal.SIGKILL)
+    raise SystemExit(9)
+mark.write_text("2")
+"""
+
+
+@pytest.mark.slow
+def test_dask_job_survives_the_loss_of_its_worker(tmp_path):
+    from distributed import Client, LocalCluster
+
+    from stages.grid_dask import run_dask
+
+    mark = tmp_path / "attempts"
+    script = tmp_path / "job.py"
+    script.write_text(KILL_WORKER_ONCE)
+    results: list[JobResult] = []
+
+    def task(job: Job):
+        argv = [sys.executable, str(script), str(mark), "--params", "p", *job.keys]
+        return str(tmp_path), argv, {}, str(tmp_path / "job.log")
+
+    def on_result(job: Job, res: JobResult) -> bool:
+        results.append(res)
+        if res.lost and job.attempt < 2:
+            job.attempt += 1
+            return True
+        return False
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, Client(c) as client:  # fmt: skip
+        run_dask([Job(["k"])], client, task, on_result)
+    assert mark.read_text() == "2"  # ran again after its worker died
+    assert results[-1].rc == 0
+
+
+def _grid_repo(tmp_path: Path) -> tuple[Path, dict]:
+    cfg = _small_experiment()
+    repo = _repo(tmp_path, _params_text(cfg))
+    dvc(repo, "repro", "extract")  # synth + extract (fakes): the stores the runs need
+    return repo, cfg
+
+
+def test_grid_trains_what_is_pending_and_dvc_agrees(tmp_path, monkeypatch):
+    repo, cfg = _grid_repo(tmp_path)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    dry = run_grid(GridOptions(jobs=2, dry_run=True), root=repo, echo=lambda s: None)
+    runs = sorted(make_plan(cfg).runs)
+    assert sorted(dry.pending) == runs and not dry.done and not (repo / "runs").exists()
+    rep = run_grid(GridOptions(jobs=2), root=repo, echo=lambda s: None)
+    assert sorted(rep.done) == runs and not rep.failed
+    status = json.loads(subprocess.run([str(Path(sys.executable).with_name("dvc")), "status", "--json"],
+                                       cwd=repo, capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    assert [s for s in status if s.startswith("train@")] == []  # every train stage up to date
+    out = dvc(repo, "repro")  # only what is left: the report
+    assert [ln.split("'")[1] for ln in out.splitlines() if ln.startswith("Running stage")] == [
+        "report"
+    ]
+    # nothing pending: the grid trains nothing; a changed interface setting: only its runs
+    assert run_grid(GridOptions(jobs=2), root=repo, echo=lambda s: None).pending == []
+    cfg["interfaces"]["gumd"]["linear_steps"] = 61
+    (repo / "params.yaml").write_text(_params_text(cfg))
+    rep = run_grid(GridOptions(jobs=2), root=repo, echo=lambda s: None)
+    assert sorted(rep.done) == sorted(k for k in runs if "-gumd-" in k)
+    run_cfg = json.loads((repo / "runs" / rep.done[0] / "config.yaml").read_text())
+    assert run_cfg["interface_args"]["linear_steps"] == 61
+
+
+def test_grid_blocks_runs_whose_stores_are_missing(tmp_path, monkeypatch):
+    cfg = _small_experiment()
+    repo = _repo(tmp_path, _params_text(cfg))
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    rep = run_grid(GridOptions(jobs=2), root=repo, echo=lambda s: None)
+    assert rep.pending == [] and sorted(rep.blocked) == sorted(make_plan(cfg).runs)
+    assert "dvc repro extract" in next(iter(rep.blocked.values()))
+
+
+@pytest.mark.slow
+def test_grid_on_the_tiny_config_with_the_real_trainer(tmp_path):
+    """configs/tiny.yaml (two runs of 20 steps on real Whisper tiny.en stores): `pipeline grid
+    --jobs 2`, then `dvc status` lists no train stage."""
+    repo = tmp_path / "repo"
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    for f in files.stdout.split():
+        if (ROOT / f).is_file():
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            (repo / f).write_bytes((ROOT / f).read_bytes())
+    (repo / "configs" / "grid_test.yaml").write_text(
+        "base: tiny.yaml\ntasks: {er: {task: er}}\n"
+        "table: [{section: Single model, sets: [[whisper_tiny_en]], interfaces: [ws, hconv]}]\n"
+    )
+    cfg = load_config(repo / "configs" / "grid_test.yaml")
+    cfg["tasks"] = {"er": {"task": "er"}}
+    (repo / "params.yaml").write_text(_params_text(cfg))
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    dvc_exe = str(Path(sys.executable).with_name("dvc"))
+    subprocess.run(
+        [dvc_exe, "repro", "extract"], cwd=repo, env=env, check=True, capture_output=True
+    )
+    cli = [sys.executable, "-c", "from pipeline.cli import app; app()", "grid", "--jobs", "2"]
+    p = subprocess.run(cli, cwd=repo, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "trained 2 run(s)" in p.stdout
+    status = subprocess.run([dvc_exe, "status", "--json"], cwd=repo, env=env, capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    assert [s for s in json.loads(status.stdout) if s.startswith("train@")] == []
+    metrics = json.loads((repo / "runs" / "whisper_tiny_en-hconv-er" / "metrics.json").read_text())
+    assert {m["split"] for m in metrics} >= {"dev", "test"}
+
+
+def test_pipeline_grid_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    repo = _repo(tmp_path, _params_text(_small_experiment()))
+    monkeypatch.chdir(repo)
+    r = CliRunner().invoke(app, ["grid", "--jobs", "2", "--cluster", "local:2"])
+    assert r.exit_code != 0 and "not both" in r.output
+    r = CliRunner().invoke(app, ["grid", "--jobs", "2", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "6 runs: 0 up to date, 6 blocked, 0 to train on 2 local slot(s)" in r.output
+    assert "dvc repro extract" in r.output
