@@ -48,6 +48,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/bench_grid"))
     p.add_argument("--data-root", type=Path, default=None)
     p.add_argument("--cache-root", type=Path, default=None)
+    p.add_argument("--control", action="store_true", help="also time one slot with one thread")
     a = p.parse_args()
     work = a.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -79,6 +80,12 @@ def main() -> None:
     print(f"sequential (1 slot x {cores} threads): {seq.seconds:7.1f} s   load avg {load0[0]:.1f} -> {load1[0]:.1f}")  # fmt: skip
     print(f"grid ({a.jobs} slots x {max(1, cores // a.jobs)} thread(s)): {grid.seconds:7.1f} s   load avg -> {load2[0]:.1f}")  # fmt: skip
     print(f"grid / sequential = {grid.seconds / seq.seconds:.2f}")
+    if a.control:  # one run at a time with one thread: how much of the gain is the thread count
+        ctl_params = experiment(work, data_root, cache_root, columns, work / "runs-control")
+        shutil.rmtree(work / "runs-control", ignore_errors=True)
+        ctl = run_grid(GridOptions(params=str(ctl_params), jobs=1, threads=1, **opts), root=ROOT, echo=quiet)  # fmt: skip
+        print(f"control (1 slot x 1 thread): {ctl.seconds:7.1f} s   load avg -> {os.getloadavg()[0]:.1f}")  # fmt: skip
+        print(f"grid / control = {grid.seconds / ctl.seconds:.2f}")
 
 
 if __name__ == "__main__":

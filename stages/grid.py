@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -140,6 +140,7 @@ def locked_stages(root: Path) -> set[str]:
 class GridOptions:
     params: str = "params.yaml"
     jobs: int | None = None  # local slots (default: #GPUs, else #cores)
+    threads: int | None = None  # torch threads per local slot (default: its share of the cores)
     cluster: str | None = None  # local:N | tcp://HOST:PORT (Dask)
     device: str | None = None  # default: params.yaml's `device`
     retries: int = 2  # resubmissions of a job whose worker died
@@ -161,6 +162,8 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
     device = opts.device or str(cfg.get("device", "auto"))
     gpus = 0 if device == "cpu" else torch.cuda.device_count()
     slots = local_slots(opts.jobs or gpus or len(usable_cores()), gpus)
+    if opts.threads:  # a fixed thread count per slot (its cores stay its share)
+        slots = [replace(s, threads=opts.threads) for s in slots]
     runs_root = root / (cfg.get("paths") or {}).get("runs_root", "runs")
     logs = root / (opts.logs or (".dvc/tmp/grid" if use_dvc else runs_root / ".grid-logs"))
     where = f"Dask {opts.cluster}" if opts.cluster else f"{len(slots)} local slot(s)"

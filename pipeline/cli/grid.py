@@ -12,6 +12,9 @@ def grid(
     cluster: str = typer.Option(
         None, "--cluster", help="Run the jobs on Dask instead: local:N or tcp://HOST:PORT."
     ),
+    threads: int = typer.Option(
+        None, "--threads", help="Torch threads per local slot (default: its share of the cores)."
+    ),
     params: str = typer.Option("params.yaml", "--params", help="The experiment and its plan."),
     device: str = typer.Option(None, "--device", help="cpu | cuda (default: params.yaml's)."),
     retries: int = typer.Option(2, "--retries", help="Resubmissions of a job whose worker died."),
@@ -30,7 +33,7 @@ def grid(
         raise typer.BadParameter("give --jobs (local slots) or --cluster (Dask), not both")
     if jobs is not None and jobs < 1:
         raise typer.BadParameter(f"--jobs {jobs}: need at least 1")
-    opts = GridOptions(params=params, jobs=jobs, cluster=cluster, device=device, retries=retries,
+    opts = GridOptions(params=params, jobs=jobs, threads=threads, cluster=cluster, device=device, retries=retries,
                        dry_run=dry_run, dvc=dvc)  # fmt: skip
     try:
         rep = run_grid(opts, echo=typer.echo)
