@@ -55,6 +55,7 @@ from pipeline.store import (
     remove_store,
     store_exists,
 )
+from pipeline.upstreams.registry import load_upstream
 from stages.extract_encode import (  # noqa: F401  (re-exported: stages.extract is the stage)
     Encoder,
     _forward,
@@ -173,8 +174,6 @@ def _progress(enabled: bool, total: float):
 
 def _get_upstream(cfg: ExtractConfig, upstream, device: str):
     if upstream is None:
-        from pipeline.upstreams.registry import load_upstream
-
         return load_upstream(cfg.model, device=device, whisper_mode=cfg.whisper_mode)
     factory = isinstance(upstream, type) or not hasattr(upstream, "forward")
     return upstream() if factory else upstream

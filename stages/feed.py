@@ -21,6 +21,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from pipeline.audio import load_audio
 from pipeline.data.manifest import Utterance
 from pipeline.data.splits import read_splits
 from pipeline.interfaces import build
@@ -177,7 +178,6 @@ def audio_batches(
 def _onthefly_batches(
     setup: Setup, utts: list[Utterance], shuffle: bool, seed: int
 ) -> Iterator[dict]:
-    from pipeline.audio import load_audio
 
     for idx in audio_batches(utts, setup.cfg.train.batch_size, shuffle, seed):
         bu = [utts[i] for i in idx]
