@@ -112,7 +112,8 @@ def _repo(tmp: Path, params_text: str) -> Path:
         (repo / "pipeline" / d / "__init__.py").write_text("")
     (repo / "pipeline" / "__init__.py").write_text("")
     (repo / "pipeline" / "data" / "words").mkdir(parents=True)  # synth's dependencies
-    (repo / "pipeline" / "data" / "synth.py").write_text("")
+    for name in ("synth.py", "synth_plan.py", "voices.py", "augment.py"):
+        (repo / "pipeline" / "data" / name).write_text("")
     (repo / "pipeline" / "data" / "words" / "en.txt").write_text("word\n")
     (repo / "pipeline" / "cli" / "__init__.py").parent.mkdir()
     (repo / "pipeline" / "cli" / "__init__.py").write_text(FAKE_CLI)
