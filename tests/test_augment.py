@@ -1,4 +1,4 @@
-"""Augmentation (pipeline.data.augment) and the Flite engine (pipeline.data.voices)."""
+"""Augmentation (pipeline.data.augment): speed, reverberation, noise, and their seeded draws."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from pipeline.data.augment import (
     reverberate,
     room_impulse_response,
 )
-from pipeline.data.voices import flite_command, speak
 
 SR = 16000
 
@@ -96,28 +95,3 @@ def test_apply_is_deterministic_and_never_clips():
     y = apply(x, aug)
     assert np.array_equal(y, apply(x, aug)) and np.max(np.abs(y)) <= 0.99 + 1e-6
     assert apply(x, Augment()) is x
-
-
-def test_flite_prosody_mapping():
-    cmd = flite_command("slt", 50, 175, None, "hello")
-    assert "duration_stretch=1.0000" in cmd and "int_f0_target_mean=170.0" in cmd
-    high = flite_command("slt", 80, 100, 100, "hello")
-    assert "int_f0_target_mean=240.4" in high and "duration_stretch=1.7500" in high
-
-
-def test_flite_speaks_and_its_pitch_follows():
-    low, sr = speak("flite", "awb", 20, 175, 100, None, "a cat and a dog", "t-low")
-    high, _ = speak("flite", "awb", 80, 175, 100, None, "a cat and a dog", "t-high")
-    assert sr == SR and len(low) > SR // 2 and np.sqrt(np.mean(low**2)) > 0.01
-
-    def f0(x: np.ndarray) -> float:  # median autocorrelation pitch of the voiced frames
-        out = []
-        for s in range(0, len(x) - 640, 320):
-            w = x[s : s + 640].astype(np.float64)
-            if np.sqrt(np.mean(w**2)) < 0.02:
-                continue
-            ac = np.correlate(w, w, "full")[639:]
-            out.append(SR / (40 + np.argmax(ac[40:267])))
-        return float(np.median(out))
-
-    assert f0(high) > 1.5 * f0(low)

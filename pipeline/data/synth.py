@@ -17,7 +17,7 @@
       <task>/wav/<id>.wav              16 kHz mono PCM16
 
 Voices (pipeline.data.voices has the full table): train, dev and test are one distribution:
-six eSpeak NG English accents x 60 voice variants and three Flite voices (kal16, awb, rms;
+six eSpeak NG English accents x 58 voice variants and three Flite voices (kal16, awb, rms;
 35 % of the English utterances), eSpeak pitch 25-75 and 135-200 words a minute, with
 augmentation (pipeline.data.augment): speed 0.9/1.0/1.1 (ASR tasks only), room
 reverberation (30 %), white/pink/brown noise at 5-30 dB SNR (40-50 %). `test_unseen` is the

@@ -19,7 +19,7 @@ or pitch/rate value of `test_unseen` is ever heard in training:
 |--------------------|------------------------------------------------|---------------------------------|
 | English accents    | en-us en-us-nyc en-gb en-gb-x-rp en-gb-scotland | en-029 en-gb-x-gbcwmd          |
 |                    | en-gb-x-gbclan                                 |                                 |
-| eSpeak variants    | 60 human-sounding variants (incl. klatt2/3/5)  | the 18 in UNSEEN_VARIANTS       |
+| eSpeak variants    | 58 human-sounding variants (incl. klatt2/3/5)  | the 18 in UNSEEN_VARIANTS       |
 | Flite voices       | kal16 awb rms                                  | slt                             |
 | eSpeak pitch `-p`  | 25-75                                          | 8-20 or 80-92                   |
 | rate (wpm)         | 135-200                                        | 110-128 or 208-230              |
