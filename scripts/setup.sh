@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the project needs (space-separated; add new ones here).
-DEBIAN_PACKAGES="espeak-ng libsndfile1"
+DEBIAN_PACKAGES="espeak-ng flite libsndfile1"
 
 CHECK=0
 case "${1:-}" in

@@ -1,4 +1,5 @@
 """The built-in offline suite (pipeline.data.synth) at preset `tiny`."""
+# SPLITS here are all four: train, dev, test and the out-of-domain test_unseen
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.data.manifest import SPLITS, read_manifest, read_trials
+from pipeline.data.manifest import read_manifest, read_trials
 from pipeline.data.synth import (
+    ALL_SPLITS,
     EMOTIONS,
     PRESETS,
     TASKS,
@@ -20,6 +22,8 @@ from pipeline.data.synth import (
     synthesize,
     words,
 )
+
+SPLITS = ALL_SPLITS
 
 
 def _manifest(suite, task, split):
@@ -62,13 +66,17 @@ def test_ml_asr_has_all_languages_in_every_split_in_their_own_script(tiny_suite)
                 assert re.fullmatch(scripts[u.language], u.text), (u.language, u.text)
 
 
-def test_sv_speakers_are_disjoint_and_trials_are_balanced(tiny_suite):
+@pytest.mark.parametrize(
+    "split,trial_file", [("test", "trials.tsv"), ("test_unseen", "trials_test_unseen.tsv")]
+)
+def test_sv_speakers_are_disjoint_and_trials_are_balanced(tiny_suite, split, trial_file):
     spk = {s: {u.speaker for u in _manifest(tiny_suite, "sv", s)} for s in SPLITS}
-    assert spk["train"].isdisjoint(spk["test"])
+    assert spk["train"].isdisjoint(spk["test"]) and spk["train"].isdisjoint(spk["test_unseen"])
+    assert spk["test"].isdisjoint(spk["test_unseen"])
     assert spk["dev"] <= spk["train"]
     assert len(spk["train"] | spk["test"]) >= 40
-    test = {u.id: u.speaker for u in _manifest(tiny_suite, "sv", "test")}
-    trials = read_trials(tiny_suite / "sv" / "trials.tsv")
+    test = {u.id: u.speaker for u in _manifest(tiny_suite, "sv", split)}
+    trials = read_trials(tiny_suite / "sv" / trial_file)
     assert len(trials) >= 1000 and len(set(trials)) == len(trials)
     labels = [t[0] for t in trials]
     assert 0.4 < np.mean(labels) < 0.6
@@ -108,10 +116,41 @@ def test_same_seed_gives_identical_files(tiny_suite, tmp_path):
         specs = plan(task, "tiny", seed=0)
         assert specs == plan(task, "tiny", seed=0)
         assert specs != plan(task, "tiny", seed=1)
-        for spec in specs[:: max(1, len(specs) // 3)]:
+        # every engine, and augmented as well as clean specs, render byte-identically again
+        picks = {(s.engine, s.aug.is_identity, s.aug.noise is None): s for s in specs}
+        for spec in list(picks.values()) + specs[:: max(1, len(specs) // 3)]:
             mine = tmp_path / f"{spec.id}.wav"
             render(spec, mine)
             assert mine.read_bytes() == (tiny_suite / task / "wav" / f"{spec.id}.wav").read_bytes()
+
+
+def test_same_seed_builds_byte_identical_suites(tmp_path, monkeypatch):
+    """Two builds of one small suite: every manifest, trial list and wav is byte-identical
+    (whatever the worker count); another seed changes them."""
+    import dataclasses
+
+    import pipeline.data.synth as synth
+
+    small = dataclasses.replace(
+        PRESETS["tiny"], asr_en=(3, 2, 2, 2), ml_asr=(8, 2, 2, 2), er=(4, 4, 4, 4),
+        sv_speakers=(4, 3, 3), sv_dev=2, sv_test_per_speaker=2,
+    )  # fmt: skip
+    monkeypatch.setitem(synth.PRESETS, "small", small)
+
+    def files(root):
+        return {
+            p.relative_to(root): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "suite.json"
+        }
+
+    a = files(synthesize(tmp_path / "a", preset="small", seed=0, workers=2))
+    b = files(synthesize(tmp_path / "b", preset="small", seed=0, workers=1))
+    c = files(synthesize(tmp_path / "c", preset="small", seed=1, workers=2))
+    assert a.keys() == b.keys() and len(a) > 50
+    assert [k for k in a if a[k] != b[k]] == []
+    assert any(p.suffix == ".jsonl" and a[p] != c[p] for p in a)
+    assert any(p.suffix == ".wav" and p in c and a[p] != c[p] for p in a)
 
 
 def test_finished_suite_is_not_rebuilt(tiny_suite):
@@ -139,12 +178,12 @@ def test_resized_preset_is_rebuilt(tiny_suite, tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "_build_task", fake_build)
     synthesize(out, preset="tiny", seed=0)
     assert built == []  # same sizes: nothing to do
-    bigger = dataclasses.replace(PRESETS["tiny"], asr_en=(20, 12, 12))
+    bigger = dataclasses.replace(PRESETS["tiny"], asr_en=(20, 12, 12, 12))
     monkeypatch.setitem(synth.PRESETS, "tiny", bigger)
     synthesize(out, preset="tiny", seed=0)
-    assert ("asr_en", 44) in built
+    assert ("asr_en", 56) in built
     meta = json.loads((out / "suite.json").read_text())
-    assert meta["preset_sizes"]["asr_en"] == [20, 12, 12]
+    assert meta["preset_sizes"]["asr_en"] == [20, 12, 12, 12]
 
 
 def test_word_lists_ship_enough_real_words():
