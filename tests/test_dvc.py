@@ -166,6 +166,9 @@ FAKE_LIBS = {
     "pipeline/encoding.py": "def check_encoding(e):\n    return e\n",
     "pipeline/layers.py": "def parse_layers(spec, n):\n    return list(range(n))\n",
     "pipeline/data/manifest.py": "def read_manifests(path):\n    return []\n",
+    # the registries the plan checks names against (the real ones import torch)
+    "pipeline/interfaces/__init__.py": "REGISTRY = dict.fromkeys(['ws', 'hconv', 'chconv', 'gumd'])\n",
+    "pipeline/tasks/__init__.py": "TASKS = dict.fromkeys(['asr', 'asr_en', 'ml_asr', 'sv', 'er'])\n",
 }
 REAL_STAGES = ("__init__.py", "config.py", "dvc_stage.py", "dvc_extract.py", "dvc_train.py",
                "store_lock.py", "grid_worker.py")  # fmt: skip

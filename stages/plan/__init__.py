@@ -37,9 +37,7 @@ __main__.py (`python -m stages.plan write | check | list`).
 
 from stages.plan.expand import experiment_seeds, make_plan, resolve
 from stages.plan.model import (
-    DATASET_TASKS,
     GENERATED,
-    INTERFACES,
     MARKER,
     STORE_SLOTS,
     Plan,
@@ -52,7 +50,7 @@ from stages.plan.params_file import check, load_config, render
 from stages.plan.settings import extract_argv, train_argv, train_settings
 
 __all__ = [
-    "DATASET_TASKS", "GENERATED", "INTERFACES", "MARKER", "STORE_SLOTS", "Plan", "PlanError",
+    "GENERATED", "MARKER", "STORE_SLOTS", "Plan", "PlanError",
     "Row", "Run", "Store", "check", "experiment_seeds", "extract_argv", "load_config",
     "make_plan", "render", "resolve", "train_argv", "train_settings",
 ]  # fmt: skip

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.interfaces import REGISTRY as INTERFACE_REGISTRY
+from pipeline.tasks import TASKS
 from stages.plan.model import (
-    DATASET_TASKS,
-    INTERFACES,
     STORE_SLOTS,
     Plan,
     PlanError,
@@ -155,8 +155,10 @@ def make_plan(cfg: dict) -> Plan:
                     f"{where}: task column `{c}` is not under `tasks:` (known: {list(tasks)})"
                 )
         for iface in _get(sec, "interfaces", where):
-            if iface not in INTERFACES:
-                raise PlanError(f"{where}: unknown interface `{iface}`; choose from {INTERFACES}")
+            if iface not in INTERFACE_REGISTRY:  # the names registered in pipeline.interfaces
+                raise PlanError(
+                    f"{where}: unknown interface `{iface}`; choose from {sorted(INTERFACE_REGISTRY)}"
+                )
         for members in _get(sec, "sets", where):
             members = [members] if isinstance(members, str) else list(members)
             if not 1 <= len(members) <= STORE_SLOTS:
@@ -168,9 +170,9 @@ def make_plan(cfg: dict) -> Plan:
                 for col in cols:
                     spec = tasks[col] or {}
                     task = spec.get("task", col)
-                    if task not in DATASET_TASKS:
+                    if task not in TASKS:  # the names registered in pipeline.tasks
                         raise PlanError(
-                            f"tasks.{col}: unknown task `{task}`; choose from {DATASET_TASKS}"
+                            f"tasks.{col}: unknown task `{task}`; choose from {sorted(TASKS)}"
                         )
                     models = [resolve(m, col, task, aliases, upstreams, where) for m in members]
                     if len(set(models)) != len(models):
