@@ -1,13 +1,13 @@
 """Run configuration: dataclasses, per-task defaults, a YAML file and `--set key=value` overrides.
 
-Precedence, lowest first: dataclass defaults < `TASK_DEFAULTS[task]` < `--config FILE.yaml`
-< `--set` (in order) < explicit command-line arguments. The resolved config is written to
+Precedence, lowest first (docs/CONFIG.md has the whole chain, the experiment's side too):
+dataclass defaults < the task's own defaults (`defaults: demo | recipe | none`, held by the Task
+class in pipeline/tasks) < `--config FILE.yaml` < `--set` (in order) < explicit command-line
+arguments (`--device` included, `auto` too). The resolved config is written to
 RUN_DIR/config.yaml and is what a resumed run is compared against.
 
-The defaults suit the built-in offline suite on 2 CPU cores: the default `dvc repro` trains its
-32 runs in about 18 minutes (ER and SV 6-30 s a run, ASR and ML-ASR 30-110 s), which keeps the
-whole run from a fresh clone under the 30 minutes it is allowed. `SUPERB` holds the recipe
-values of the paper's anchors (REFERENCE.md) for the paper config.
+The `demo` defaults suit the built-in offline suite on 2 CPU cores (a few hundred steps, small
+heads); `recipe` holds the anchors' recipes (SUPERB / ML-SUPERB) for the paper config.
 
 `--set` keys are dotted (`train.lr=3e-4`, `interface_args.layer_norm=true`,
 `task_args.hidden=128`); a bare name of a `TrainSettings` field (`lr=3e-4`) means `train.<name>`.
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.tasks import TASKS
 
 
 class ConfigError(ValueError):
@@ -54,9 +56,10 @@ class TrainSettings:
 class RunConfig:
     """Everything a run depends on. `out` (the run dir) is not part of a run's identity."""
 
-    interface: str = "ws"  # ws | hconv | chconv | gumd
+    interface: str = "ws"  # a name registered in pipeline.interfaces (ws, hconv, chconv, gumd)
     models: list[str] = field(default_factory=list)  # upstream names, one store each
-    task: str = "er"  # er | asr | asr_en | ml_asr | sv
+    task: str = "er"  # a name registered in pipeline.tasks (er, asr, asr_en, ml_asr, sv)
+    defaults: str = "demo"  # the task's defaults to start from: demo | recipe | none
     data: str = ""  # task data dir: train.jsonl, dev.jsonl, test.jsonl (+ trials.tsv)
     cache: str = ""  # CACHE_DIR holding <upstream>.zarr
     stores: list[str] = field(default_factory=list)  # explicit store paths (override cache)
@@ -69,66 +72,20 @@ class RunConfig:
 # Keys that may differ when a run resumes (they do not change what is computed).
 VOLATILE = ("out", "train.device", "train.num_workers", "train.tier", "train.threads")
 
-# Defaults per task for the built-in suite on CPU: small heads, a few hundred steps.
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "er": {
-        "train": {"steps": 150, "batch_size": 8, "lr": 1e-3, "eval_every": 50},
-        "task_args": {"hidden": 256},  # the SUPERB head is already small
-    },
-    "asr": {
-        # lr 1e-3, not 2e-3: at 2e-3 the interfaces with many fresh weights (HConv, CHConv) stay
-        # at dev WER 100 % for 400 steps; at 1e-3 fusion CHConv reaches 91 %, HConv 81 %, WS 77 %
-        "train": {"steps": 400, "batch_size": 8, "lr": 1e-3, "eval_every": 100},
-        # SUPERB: 1024, 1024, 2, SpecAugment, no MVN, 50 Hz. Without utterance MVN the small head
-        # sits on the CTC blank plateau for the whole demo run (WER 1.0), and s3prl's time masks
-        # (2 x 0-40 frames) wipe out half of a 2-3 s clip; 2-frame stacking halves the LSTM time.
-        "task_args": {
-            "proj": 128,
-            "hidden": 128,
-            "layers": 2,
-            "mvn": "mean_var",
-            "downsample": 2,
-            "specaug": False,
-        },
-    },
-    "ml_asr": {
-        # lr 1e-3 (dev CER after 400 steps, 2e-3 -> 1e-3: tiny.en HConv 95 -> 54 %, WS 56 -> 60 %)
-        "train": {"steps": 400, "batch_size": 8, "lr": 1e-3, "eval_every": 100},
-        # ML-SUPERB: 80, 256, 8, 1024, 2. The Conv2dSubsampling2's d_model x d_model 3x3 conv
-        # dominates the step time on a CPU: d_model 64 trains 3x faster than 128, as well.
-        "task_args": {"pre_dim": 80, "d_model": 64, "heads": 4, "ffn": 256, "blocks": 2},
-    },
-    "sv": {
-        "train": {"steps": 200, "batch_size": 8, "lr": 1e-3, "eval_every": 50},
-        "task_args": {"head": "simple", "emb_dim": 128},  # the paper's simplified pooling head
-    },
-}
-TASK_DEFAULTS["asr_en"] = TASK_DEFAULTS["asr"]
+# Which of a task's own defaults a run starts from (pipeline.tasks: each Task class holds them):
+# `demo` is sized for the built-in suite on a CPU, `recipe` holds only what the anchor recipe
+# (SUPERB / ML-SUPERB) states, `none` applies neither. configs/paper.yaml sets `recipe`, so the
+# demo's shortcuts (small heads, MVN, no SpecAugment) never leak into the paper's runs.
+DEFAULTS_LAYERS = ("demo", "recipe", "none")
 
-# The anchors' recipes (REFERENCE.md), for the paper config; only values REFERENCE.md states.
-# (s3prl uses Adam for ER/ASR: AdamW with weight_decay 0 is the same update.)
-SUPERB: dict[str, dict[str, Any]] = {
-    "er": {
-        "train": {"steps": 30000, "batch_size": 4, "accum": 8, "lr": 1e-4, "eval_every": 1000},
-        "task_args": {"hidden": 256},
-    },
-    "asr": {
-        "train": {"steps": 200000, "batch_size": 32, "lr": 1e-4, "eval_every": 2000},
-        "task_args": {"proj": 1024, "hidden": 1024, "layers": 2, "dropout": 0.2},
-    },
-    "ml_asr": {
-        # trained by epochs in ESPnet: set steps from the corpus size in the paper config
-        "train": {"batch_size": 8, "accum": 4, "lr": 1e-4, "weight_decay": 1e-6},
-        "task_args": {"pre_dim": 80, "d_model": 256, "heads": 8, "ffn": 1024, "blocks": 2},
-    },
-    "sv": {
-        "train": {
-            "lr": 1e-4
-        },  # AdamW 1e-4 (s3prl amsoftmax.yaml); REFERENCE.md gives no step count
-        "task_args": {"head": "simple"},
-    },
-}
-SUPERB["asr_en"] = SUPERB["asr"]
+
+def task_defaults(task: str, layer: str) -> dict[str, dict[str, Any]]:
+    """{"train": {...}, "task_args": {...}} of `task` for the `layer` of defaults."""
+    if layer not in DEFAULTS_LAYERS:
+        raise ConfigError(f"defaults={layer!r}: choose one of {DEFAULTS_LAYERS}")
+    if layer == "none" or task not in TASKS:
+        return {}
+    return getattr(TASKS[task], layer)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -244,11 +201,11 @@ def resolve_config(
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e})") from e
     parsed_sets = [parse_set(s) for s in (sets or [])]
-    # the task decides which defaults apply, so find it first
+    # the task and the defaults layer decide which defaults apply, so find them first
     task_name = task or dict(parsed_sets).get("task") or file_cfg.get("task") or RunConfig.task
-    cfg = RunConfig(task=task_name)
-    if task_name in TASK_DEFAULTS:
-        apply_dict(cfg, TASK_DEFAULTS[task_name], f"defaults for task {task_name!r}")
+    layer = dict(parsed_sets).get("defaults") or file_cfg.get("defaults") or RunConfig.defaults
+    cfg = RunConfig(task=task_name, defaults=layer)
+    apply_dict(cfg, task_defaults(task_name, layer), f"{layer} defaults of task {task_name!r}")
     if file_cfg:
         apply_dict(cfg, file_cfg, str(config))
     for key, value in parsed_sets:
@@ -266,7 +223,7 @@ def resolve_config(
             set_key(cfg, key, str(value) if isinstance(value, Path) else value, "command line")
     if stores:
         cfg.stores = [str(s) for s in stores]
-    if device is not None and device != "auto":
+    if device is not None:  # an explicit --device (auto included) beats a file or --set
         cfg.train.device = device
     validate(cfg)
     return cfg

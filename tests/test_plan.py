@@ -224,3 +224,26 @@ def test_seed_defaults_and_conflicts():
         cfg["seeds"] = bad
         with pytest.raises(PlanError, match="seeds"):
             make_plan(cfg)
+
+
+def test_paper_runs_start_from_the_recipes_never_the_demo_defaults():
+    from pipeline.tasks import TASKS
+    from stages.dvc_train import run_config
+    from stages.plan import load_config, make_plan
+
+    cfg = load_config(ROOT / "configs" / "paper.yaml")
+    plan = make_plan(cfg)
+    seen = set()
+    for run in plan.runs.values():
+        if run.task in seen:
+            continue
+        seen.add(run.task)
+        rc = run_config(cfg, run)
+        assert rc.defaults == "recipe", run.key
+        demo = TASKS[run.task].demo
+        for k, v in (demo.get("task_args") or {}).items():
+            recipe = TASKS[run.task].recipe.get("task_args") or {}
+            if k not in recipe:  # a demo-only setting never appears unless the config states it
+                col = (cfg["tasks"][run.column] or {}).get("args") or {}
+                assert k in col or rc.task_args.get(k) != v or k in run.settings, (run.key, k)
+    assert {"asr_en", "er", "sv"} <= seen

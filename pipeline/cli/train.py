@@ -28,7 +28,7 @@ def train(
     force: bool = typer.Option(
         False, help="Discard a run in RUN_DIR with another config or changed inputs; retrain."
     ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda, cuda:1 ... (default: the config's, else auto)."),
 ) -> None:
     """Train (or resume) a run; writes RUN_DIR/metrics.json.
 

@@ -22,6 +22,8 @@ def train_settings(cfg: dict, run: Run) -> dict[str, Any]:
     """
     col = cfg["tasks"][run.column] or {}
     out: dict[str, Any] = {}
+    if cfg.get("defaults"):  # which of the task's own defaults the runs start from
+        out["defaults"] = cfg["defaults"]
     for k, v in {**(cfg.get("train") or {}), **(col.get("train") or {})}.items():
         out[f"train.{k}"] = v
     out["train.seed"] = run.seed
