@@ -28,7 +28,9 @@ def train(
     force: bool = typer.Option(
         False, help="Discard a run in RUN_DIR with another config or changed inputs; retrain."
     ),
-    device: str | None = typer.Option(None, help="auto, cpu, cuda, cuda:1 ... (default: the config's, else auto)."),
+    device: str | None = typer.Option(
+        None, help="auto, cpu, cuda, cuda:1 ... (default: the config's, else auto)."
+    ),
 ) -> None:
     """Train (or resume) a run; writes RUN_DIR/metrics.json.
 
