@@ -219,7 +219,7 @@ class StoreReader:
         try:
             return self._index[uid]
         except KeyError:
-            raise KeyError(f"utterance {uid!r} is not in store {self.path}; re-run `pipeline extract` on a manifest that contains it") from None  # fmt: skip
+            raise KeyError(f"utterance {uid!r} is not in store {self.path}: the store was extracted from another manifest or the utterance failed (`pipeline cache info` lists failures); re-extract with --force from the manifest you train on") from None  # fmt: skip
 
     def __contains__(self, uid: object) -> bool:
         return uid in self._index
