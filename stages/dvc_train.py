@@ -15,6 +15,7 @@ from pathlib import Path
 
 from stages.config import RunConfig, resolve_config
 from stages.dvc_stage import stage_main
+from stages.pack import train_packed
 from stages.plan import Run
 from stages.plan.settings import format_value, run_dir, train_argv, train_settings
 from stages.store_lock import Reading
@@ -45,6 +46,15 @@ def train_run(cfg: dict, run: Run, device: str | None = None, progress: bool = F
     rc = run_config(cfg, run, device)
     with Reading(store_paths(run)):
         return train(rc, force=force, progress=progress)
+
+
+def train_packed_runs(pairs: list[tuple[dict, Run]], device: str | None = None) -> list[Path]:
+    """Train (or resume) runs that share one pass over the cache (stages/pack.py), holding the
+    union of their stores as a reader; run dirs left with another config are discarded."""
+    rcs = [run_config(cfg, run, device) for cfg, run in pairs]
+    paths = sorted({p for _, run in pairs for p in store_paths(run)})
+    with Reading(paths):
+        return train_packed(rcs, progress=False, force=True)
 
 
 def _stage(cfg: dict, run: Run) -> None:

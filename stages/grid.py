@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from pipeline.errors import UserError
 from stages.dvc_train import run_config
 from stages.grid_dask import connect, run_dask
 from stages.grid_jobs import (
@@ -48,6 +49,7 @@ from stages.grid_jobs import (
     usable_cores,
     worker_argv,
 )
+from stages.pack import pack_groups
 from stages.plan import Plan, PlanError, check, load_config, make_plan
 
 
@@ -105,14 +107,26 @@ def pending_runs(root: Path, cfg: dict, plan: Plan, use_dvc: bool) -> GridReport
     return rep
 
 
-def make_jobs(cfg: dict, plan: Plan, keys: list[str]) -> list[Job]:
-    """One job per run, longest first (the cost is a guess from the resolved run config)."""
-    jobs = []
+def make_jobs(cfg: dict, plan: Plan, keys: list[str], pack: bool = False) -> list[Job]:
+    """Jobs, longest first (the cost is a guess from the resolved run config): one per run, or
+    with `pack` one per group of runs that can share a pass over the cache (stages/pack.py:
+    the rows of one table column with the same seed), which its worker trains packed."""
+    cost = {}
     for k in keys:
         run = plan.runs[k]
         t = run_config(cfg, run).train
         ctc = 2.0 if run.task in ("asr_en", "asr", "ml_asr") else 1.0
-        jobs.append(Job([k], t.steps * t.batch_size * t.accum * len(run.models) * ctc))
+        cost[k] = t.steps * t.batch_size * t.accum * len(run.models) * ctc
+    groups = [[k] for k in keys]
+    if pack and keys:
+        by_out = {str(Path(run_config(cfg, plan.runs[k]).out)): k for k in keys}
+        try:  # grouping reads each run's train manifest and stores
+            packed = pack_groups([run_config(cfg, plan.runs[k]) for k in keys])
+        except (UserError, OSError, KeyError, ValueError) as e:  # a run unreadable here fails alone
+            print(f"[grid] not packing: {e}", file=sys.stderr)
+        else:
+            groups = [[by_out[str(Path(c.out))] for c in g] for g in packed]
+    jobs = [Job(g, sum(cost[k] for k in g)) for g in groups]
     return sorted(jobs, key=lambda j: -j.cost)
 
 
@@ -145,6 +159,7 @@ class GridOptions:
     device: str | None = None  # default: params.yaml's `device`
     retries: int = 2  # resubmissions of a job whose worker died
     dry_run: bool = False
+    pack: bool = True  # runs that can share one pass over the cache train packed (stages/pack.py)
     dvc: bool | None = None  # None: when ROOT is a DVC repository
     logs: str | None = None  # default: .dvc/tmp/grid (DVC) or <runs_root>/.grid-logs
 
@@ -158,7 +173,7 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
     plan = make_plan(cfg)
     use_dvc = is_dvc_repo(root) if opts.dvc is None else opts.dvc
     rep = pending_runs(root, cfg, plan, use_dvc)
-    jobs = make_jobs(cfg, plan, rep.pending)
+    jobs = make_jobs(cfg, plan, rep.pending, pack=opts.pack)
     device = opts.device or str(cfg.get("device", "auto"))
     gpus = 0 if device == "cpu" else torch.cuda.device_count()
     slots = local_slots(opts.jobs or gpus or len(usable_cores()), gpus)
@@ -211,7 +226,7 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
         client, owned, threads = connect(opts.cluster, gpus)
 
         def task(job: Job) -> tuple[str, list[str], dict[str, str], str]:
-            argv = worker_argv(opts.params, job, opts.device, threads, [])
+            argv = worker_argv(opts.params, job, opts.device, threads, [], opts.pack)
             return str(root), argv, thread_env(threads), log(job)
 
         try:
@@ -223,7 +238,7 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
     else:
 
         def launch(job: Job, s: Slot) -> JobResult:
-            argv = worker_argv(opts.params, job, opts.device, s.threads, s.cores)
+            argv = worker_argv(opts.params, job, opts.device, s.threads, s.cores, opts.pack)
             return run_job(str(root), argv, thread_env(s.threads, s.gpu), log(job))
 
         run_local(jobs, slots, launch, on_result)

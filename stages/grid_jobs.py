@@ -66,8 +66,10 @@ def local_slots(jobs: int, gpus: int, cores: list[int] | None = None) -> list[Sl
     return slots
 
 
-def worker_argv(params: str, job: Job, device: str | None, threads: int | None, cores: list[int]) -> list[str]:  # fmt: skip
+def worker_argv(params: str, job: Job, device: str | None, threads: int | None, cores: list[int], pack: bool = False) -> list[str]:  # fmt: skip
     argv = [sys.executable, "-m", "stages.grid_worker", "--params", params]
+    if pack and len(job.keys) > 1:
+        argv += ["--pack"]
     if device:
         argv += ["--device", device]
     if threads:

@@ -15,7 +15,7 @@ import sys
 import torch
 
 from stages.dvc_stage import lookup
-from stages.dvc_train import train_run
+from stages.dvc_train import train_packed_runs, train_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,11 +25,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="default: params.yaml's `device`")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     p.add_argument("--cores", default="", help="CPU affinity, e.g. 0,1")
+    p.add_argument("--pack", action="store_true", help="train the runs packed (one pass)")
     a = p.parse_args(argv)
     if a.cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in a.cores.split(",")})
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.pack:
+        try:
+            lookups = [lookup(a.params, "train", key) for key in a.keys]
+            print(f"[grid] {','.join(a.keys)}: training packed", flush=True)
+            for out in train_packed_runs([(cfg, run) for cfg, _, run in lookups], device=a.device):
+                print(f"[grid] done -> {out}", flush=True)
+            return 0
+        except (ValueError, RuntimeError, OSError) as e:
+            if os.environ.get("PIPELINE_DEBUG"):
+                raise
+            print(f"error (train {','.join(a.keys)}): {e}", file=sys.stderr, flush=True)
+            return 2
     for key in a.keys:
         try:
             cfg, _, run = lookup(a.params, "train", key)

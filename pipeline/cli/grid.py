@@ -19,6 +19,9 @@ def grid(
     device: str = typer.Option(None, "--device", help="cpu | cuda (default: params.yaml's)."),
     retries: int = typer.Option(2, "--retries", help="Resubmissions of a job whose worker died."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would train, train nothing."),
+    pack: bool = typer.Option(
+        True, "--pack/--no-pack", help="Train the runs of one table column in one pass (default)."
+    ),
     dvc: bool = typer.Option(
         None,
         "--dvc/--no-dvc",
@@ -33,7 +36,7 @@ def grid(
         raise typer.BadParameter("give --jobs (local slots) or --cluster (Dask), not both")
     if jobs is not None and jobs < 1:
         raise typer.BadParameter(f"--jobs {jobs}: need at least 1")
-    opts = GridOptions(params=params, jobs=jobs, threads=threads, cluster=cluster, device=device, retries=retries,
+    opts = GridOptions(params=params, jobs=jobs, threads=threads, cluster=cluster, device=device, retries=retries, pack=pack,
                        dry_run=dry_run, dvc=dvc)  # fmt: skip
     try:
         rep = run_grid(opts, echo=typer.echo)
