@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,28 @@ from stages.plan import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_params_yaml_is_the_default_config_plus_its_plan():
-    assert (ROOT / "params.yaml").read_text() == render(ROOT / "configs" / "default.yaml")
-    check(ROOT / "params.yaml")
+@pytest.fixture(scope="module")
+def default_params(tmp_path_factory) -> Path:
+    """configs/default.yaml rendered into a temporary params.yaml: the tests below never read
+    the working copy's params.yaml, which a user may have rewritten (`plan write`, a sweep)."""
+    p = tmp_path_factory.mktemp("params") / "params.yaml"
+    p.write_text(render(ROOT / "configs" / "default.yaml"))
+    return p
 
 
-def test_default_plan_counts():
-    plan = make_plan(load_config(ROOT / "params.yaml"))
+def _committed(path: str) -> str:
+    """The committed text of `path` (git HEAD), else the working copy's."""
+    r = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else (ROOT / path).read_text()
+
+
+def test_committed_params_yaml_is_the_default_config_plus_its_plan(default_params):
+    assert _committed("params.yaml") == default_params.read_text()
+    check(default_params)
+
+
+def test_default_plan_counts(default_params):
+    plan = make_plan(load_config(default_params))
     assert len(plan.rows) == 8 and len(plan.runs) == 32 and len(plan.stores) == 8
     assert plan.columns == ["asr_en", "ml_asr", "sv", "er"]
     assert [(r.section, len(r.members), r.interface) for r in plan.rows] == [
@@ -49,9 +65,9 @@ def test_default_plan_counts():
     assert plan.synth == {"demo": {"out": "data/demo"}} and plan.imports == {}
 
 
-def test_train_commands_resolve_with_the_trainer_config():
+def test_train_commands_resolve_with_the_trainer_config(default_params):
     """Every run's `--set` keys are ones stages.config accepts (no typo can reach a DVC stage)."""
-    cfg = load_config(ROOT / "params.yaml")
+    cfg = load_config(default_params)
     cfg["interfaces"]["hconv"] = {"dim": 256}
     for run in make_plan(cfg).runs.values():
         argv = train_argv(cfg, run)
@@ -67,8 +83,8 @@ def test_train_commands_resolve_with_the_trainer_config():
             assert rc.interface_args == {"dim": 256}
 
 
-def test_extract_command():
-    cfg = load_config(ROOT / "params.yaml")
+def test_extract_command(default_params):
+    cfg = load_config(default_params)
     store = make_plan(cfg).stores["sv-whisper_base"]
     assert shlex.join(extract_argv(cfg, store)) == (
         "extract --model whisper_base --data data/demo/sv --out cache/demo/sv/whisper_base.zarr "
@@ -156,9 +172,9 @@ def test_tiny_config_merges_over_default(tmp_path):
     assert make_plan(load_config(out)).runs["whisper_base-ws-sv"].data == "data/tiny/sv"
 
 
-def test_stale_params_are_refused(tmp_path):
+def test_stale_params_are_refused(tmp_path, default_params):
     p = tmp_path / "params.yaml"
-    text = (ROOT / "params.yaml").read_text()
+    text = (default_params).read_text()
     p.write_text(text.replace("interfaces: [ws, gumd, hconv, chconv]", "interfaces: [ws, hconv]"))
     with pytest.raises(PlanError, match="no longer match"):
         check(p)
