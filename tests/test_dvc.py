@@ -282,7 +282,7 @@ def _placeholders(repo: Path) -> None:
 
 
 def test_default_params_resolve_and_dry_run(tmp_path):
-    repo = _repo(tmp_path, (ROOT / "params.yaml").read_text())
+    repo = _repo(tmp_path, render(ROOT / "configs" / "default.yaml"))  # not the working copy's
     stages = dvc(repo, "stage", "list", "--name-only").split()
     assert len(stages) == 1 + 8 + 32 + 1
     assert "synth@demo" in stages and "report" in stages
