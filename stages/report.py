@@ -11,7 +11,7 @@ for `dvc metrics show`: per row the mean, sd and per-seed values), `curves/<colu
 `dvc plots show`) and `figures/*.png` (training curves, what each interface learned).
 
 With a config (params.yaml or configs/*.yaml) the rows, their order and the labels come from
-its plan (stages/plan.py) and each cell holds the run directories whose config matches it, over
+its plan (stages/plan/) and each cell holds the run directories whose config matches it, over
 seeds, folds and mono-1h languages. Without one, rows are inferred from each run's config.yaml.
 
 The report modules import one way: this module imports the others; they share the types of

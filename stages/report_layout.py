@@ -1,7 +1,7 @@
 """What the report shows: rows (sections × upstream sets × interfaces), task columns, labels,
 and which run directories fill each cell.
 
-With an experiment config the rows come from its plan (stages/plan.py). A cell's run
+With an experiment config the rows come from its plan (stages/plan/). A cell's run
 directories are found by what each run's config.yaml says (models, interface, task, the
 column's structural task settings, the seed), so the runs of every seed of a cell land in it
 whatever their directory names. Without a config, rows are inferred from the runs' configs.
