@@ -36,7 +36,7 @@ from pipeline.errors import UserError
 from pipeline.store import open_store
 from stages.config import RunConfig
 from stages.feed import Setup, find_stores, iter_batches, resolve_device
-from stages.train import Trainer, console, open_run, reseed, trainable
+from stages.train import Trainer, console, epoch_stream, open_run, trainable
 
 
 class PackError(UserError, ValueError):
@@ -175,22 +175,11 @@ def _open_runs(cfgs: list[RunConfig], force: bool) -> tuple[list[_Run], Setup]:
 def _union_stream(union: Setup, pos: dict) -> Iterator[dict]:
     """Training batches of the union across epochs from `pos` ({"epoch", "pos"}), as
     `Trainer._stream` yields them; `pos` is kept current."""
-    seed = union.cfg.train.seed
-    while True:
-        reseed(seed, "epoch", pos["epoch"])
-        it = iter_batches(union, union.splits["train"], shuffle=True, epoch=pos["epoch"])
-        for _ in range(pos["pos"]):
-            if next(it, None) is None:
-                break
-        n = 0
-        for batch in it:
-            n += 1
-            pos["pos"] += 1
-            yield batch
-        if n == 0 and pos["pos"] == 0:
-            raise RuntimeError(f"no training batches from {union.cfg.data}/train.jsonl")
-        pos["epoch"] += 1
-        pos["pos"] = 0
+
+    def epoch_batches(epoch: int) -> Iterator[dict]:
+        return iter_batches(union, union.splits["train"], shuffle=True, epoch=epoch)
+
+    return epoch_stream(union.cfg.train.seed, pos, epoch_batches, union.cfg.data)
 
 
 def _step_group(runs: list[_Run], stream: Iterator[dict], pos: dict, accum: int) -> None:

@@ -25,7 +25,7 @@ import json
 import random
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,29 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
+def epoch_stream(
+    seed: int, pos: dict, epoch_batches: Callable[[int], Iterator[dict]], data: str
+) -> Iterator[dict]:
+    """Training batches across epochs from `pos` ({"epoch", "pos"}, kept current so a
+    checkpoint can resume exactly): each epoch reseeds, then `epoch_batches(epoch)` is skipped
+    past what was already consumed. One definition for a lone, packed or DDP run."""
+    while True:
+        reseed(seed, "epoch", pos["epoch"])
+        it = epoch_batches(pos["epoch"])
+        for _ in range(pos["pos"]):  # skip what the checkpointed run already consumed
+            if next(it, None) is None:
+                break
+        n = 0
+        for batch in it:
+            n += 1
+            pos["pos"] += 1
+            yield batch
+        if n == 0 and pos["pos"] == 0:
+            raise RuntimeError(f"no training batches from {data}/train.jsonl")
+        pos["epoch"] += 1
+        pos["pos"] = 0
+
+
 class Trainer:
     """One run: the setup, optimizer, scheduler and the resumable counters."""
 
@@ -159,22 +182,7 @@ class Trainer:
 
     def _stream(self) -> Iterator[dict]:
         """Training batches across epochs; keeps (epoch, pos) exact for resume."""
-        s, t = self.state, self.cfg.train
-        while True:
-            reseed(t.seed, "epoch", s["epoch"])
-            it = self._epoch_batches(s["epoch"])
-            for _ in range(s["pos"]):  # skip what the checkpointed run already consumed
-                if next(it, None) is None:
-                    break
-            n = 0
-            for batch in it:
-                n += 1
-                s["pos"] += 1
-                yield batch
-            if n == 0 and s["pos"] == 0:
-                raise RuntimeError(f"no training batches from {self.cfg.data}/train.jsonl")
-            s["epoch"] += 1
-            s["pos"] = 0
+        return epoch_stream(self.cfg.train.seed, self.state, self._epoch_batches, self.cfg.data)
 
     def begin_step(self) -> None:
         """Train mode, the interface's schedule for this step, zeroed gradients."""
