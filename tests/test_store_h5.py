@@ -150,3 +150,15 @@ def test_training_from_hdf5_matches_zarr(tmp_path):
     assert [(s, v) for s, v, _ in z] == [(s, v) for s, v, _ in h]  # the same metrics, exactly
     assert all(p.endswith(".h5") for _, _, ps in h for p in ps)  # really read from HDF5
     assert z[1][1] > 0.5  # it learned something (chance 0.25)
+
+
+def test_cache_info_and_verify_name_an_hdf5_export(tmp_path):
+    from pipeline.cli import app
+
+    src = _store(tmp_path / "s.zarr")
+    export_h5(src, tmp_path / "s.h5", progress=False)
+    for cmd in ("info", "verify"):
+        res = CliRunner().invoke(app, ["cache", cmd, str(tmp_path / "s.h5")])
+        assert res.exit_code == 1, res.output
+        out = " ".join(res.output.split())  # rich wraps long lines
+        assert "HDF5 export" in out and "Traceback" not in out

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from pipeline.cli.export import export_cmd
 from pipeline.store import StoreError, open_store, verify_store
+from pipeline.store.h5 import is_h5_path
 from pipeline.store.verify import store_bytes
 
 app = typer.Typer(no_args_is_help=True)
@@ -50,6 +51,15 @@ def store_info(path: str) -> dict:
     }
 
 
+def _zarr_only(store: str, command: str) -> None:
+    """HDF5 exports are read-only copies: `cache info` / `cache verify` work on the Zarr store."""
+    if is_h5_path(store):
+        raise StoreError(
+            f"{store} is an HDF5 export (docs/HDF5.md); `pipeline cache {command}` reads Zarr "
+            "stores: run it on the store it was exported from, or inspect the file with h5py"
+        )
+
+
 @app.command("verify")
 def verify(
     store: str = typer.Argument(..., help="The store (.zarr folder)."),
@@ -57,6 +67,7 @@ def verify(
 ) -> None:
     """Check a store: every frame chunk and index array against the checksum recorded at commit,
     index consistency, lengths vs frames, fingerprint, every shard complete (--full: NaN/inf)."""
+    _zarr_only(store, "verify")
     console = Console()
     t0 = time.monotonic()
     probs = verify_store(store, full=full)
@@ -81,6 +92,7 @@ def info(
 ) -> None:
     """Describe a store: fingerprint, utterances, hours, bytes, failures."""
     try:
+        _zarr_only(store, "info")
         d = store_info(store)
     except StoreError as e:
         Console(stderr=True).print(f"[red]{e}[/red]", highlight=False)
