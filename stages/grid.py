@@ -111,17 +111,17 @@ def make_jobs(cfg: dict, plan: Plan, keys: list[str], pack: bool = False) -> lis
     """Jobs, longest first (the cost is a guess from the resolved run config): one per run, or
     with `pack` one per group of runs that can share a pass over the cache (stages/pack.py:
     the rows of one table column with the same seed), which its worker trains packed."""
+    rcs = {k: run_config(cfg, plan.runs[k]) for k in keys}  # resolved once per run
     cost = {}
-    for k in keys:
-        run = plan.runs[k]
-        t = run_config(cfg, run).train
+    for k, rc in rcs.items():
+        t, run = rc.train, plan.runs[k]
         ctc = 2.0 if run.task in ("asr_en", "asr", "ml_asr") else 1.0
         cost[k] = t.steps * t.batch_size * t.accum * len(run.models) * ctc
     groups = [[k] for k in keys]
     if pack and keys:
-        by_out = {str(Path(run_config(cfg, plan.runs[k]).out)): k for k in keys}
+        by_out = {str(Path(rc.out)): k for k, rc in rcs.items()}
         try:  # grouping reads each run's train manifest and stores
-            packed = pack_groups([run_config(cfg, plan.runs[k]) for k in keys])
+            packed = pack_groups(list(rcs.values()))
         except (UserError, OSError, KeyError, ValueError) as e:  # a run unreadable here fails alone
             print(f"[grid] not packing: {e}", file=sys.stderr)
         else:
