@@ -21,10 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.data.synth import synthesize
-from stages.dvc_extract import extract_store
-from stages.grid import GridOptions, run_grid
-from stages.plan import load_config, make_plan, render
+from sfm_fusion.data.synth import synthesize
+from sfm_fusion.stages.dvc_extract import extract_store
+from sfm_fusion.stages.grid import GridOptions, run_grid
+from sfm_fusion.stages.plan import load_config, make_plan, render
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,11 +1,11 @@
-"""Augmentation (pipeline.data.augment): speed, reverberation, noise, and their seeded draws."""
+"""Augmentation (sfm_fusion.data.augment): speed, reverberation, noise, and their seeded draws."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.data.augment import (
+from sfm_fusion.data.augment import (
     Augment,
     AugmentPolicy,
     add_noise,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from fakes import FakeStore
 
-from pipeline.analysis.cka import StreamingCKA, linear_cka, plan_passes
-from pipeline.analysis.similarity import (
+from sfm_fusion.analysis.cka import StreamingCKA, linear_cka, plan_passes
+from sfm_fusion.analysis.similarity import (
     align_utterance,
     common_frames,
     layer_similarity,

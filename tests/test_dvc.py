@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.plan import load_config, make_plan, render
+from sfm_fusion.stages.plan import load_config, make_plan, render
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = Path(sys.executable).with_name("dvc")
 
-# Stand-ins for the heavy code: the stage commands (stages/dvc_extract.py, stages/dvc_train.py)
-# call `stages.extract.run` and `stages.train.train` directly; `pipeline data synth` and
-# `pipeline report` go through `pipeline.cli.app`. The repo copy holds fakes of those three
-# modules and of `pipeline.store` (the working directory comes first on sys.path).
+# Stand-ins for the heavy code: the stage commands (sfm_fusion/stages/dvc_extract.py, sfm_fusion/stages/dvc_train.py)
+# call `sfm_fusion.stages.extract.run` and `sfm_fusion.stages.train.train` directly; `pipeline data synth` and
+# `pipeline report` go through `sfm_fusion.cli.app`. The repo copy holds fakes of those three
+# modules and of `sfm_fusion.store` (the working directory comes first on sys.path).
 FAKE_CLI = """
 import os
 import sys
@@ -52,7 +52,7 @@ def app(argv=None, prog_name=None, standalone_mode=True):
             Path(o["out"], t, "train.jsonl").write_text(o["preset"])
     elif cmd == "report":  # the real report needs the real library: run it from the repo
         import subprocess
-        code = "import sys; from stages.report import write_report; write_report(*sys.argv[1:4], importance=False)"
+        code = "import sys; from sfm_fusion.stages.report import write_report; write_report(*sys.argv[1:4], importance=False)"
         subprocess.run([sys.executable, "-P", "-c", code, o["runs"], o["out"], o.get("config") or ""],
                        check=True, env={**os.environ, "PYTHONPATH": "@ROOT@"})
     else:
@@ -63,7 +63,7 @@ FAKE_EXTRACT = """
 import json, shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from pipeline.store import FingerprintMismatch
+from sfm_fusion.store import FingerprintMismatch
 
 @dataclass
 class ExtractConfig:
@@ -155,23 +155,23 @@ def manifest_hash(utts):
 def make_fingerprint(*a, **k):  # never the reader's: the fake `run` decides adopt or rebuild
     return {"requested": True}
 """
-# What stages/dvc_extract.py imports from the library besides the store, as stand-ins.
+# What sfm_fusion/stages/dvc_extract.py imports from the library besides the store, as stand-ins.
 FAKE_LIBS = {
-    "pipeline/upstreams/registry.py": (
+    "sfm_fusion/upstreams/registry.py": (
         "class _Spec:\n    num_layers = 2\n\n"
         "class _Up:\n    spec = _Spec()\n    def weights_hash(self):\n        return 'w'\n"
         "    def forward(self, *a):\n        raise NotImplementedError\n\n"
         "def load_upstream(name, device='cpu', whisper_mode='pad30'):\n    return _Up()\n"
     ),
-    "pipeline/encoding.py": "def check_encoding(e):\n    return e\n",
-    "pipeline/layers.py": "def parse_layers(spec, n):\n    return list(range(n))\n",
-    "pipeline/data/manifest.py": "def read_manifests(path):\n    return []\n",
+    "sfm_fusion/encoding.py": "def check_encoding(e):\n    return e\n",
+    "sfm_fusion/layers.py": "def parse_layers(spec, n):\n    return list(range(n))\n",
+    "sfm_fusion/data/manifest.py": "def read_manifests(path):\n    return []\n",
     # the registries the plan checks names against (the real ones import torch)
-    "pipeline/interfaces/__init__.py": "REGISTRY = dict.fromkeys(['ws', 'hconv', 'chconv', 'gumd'])\n",
-    "pipeline/tasks/__init__.py": "class _Task:\n    demo = {}\n    recipe = {}\n\n"
+    "sfm_fusion/interfaces/__init__.py": "REGISTRY = dict.fromkeys(['ws', 'hconv', 'chconv', 'gumd'])\n",
+    "sfm_fusion/tasks/__init__.py": "class _Task:\n    demo = {}\n    recipe = {}\n\n"
     "TASKS = dict.fromkeys(['asr', 'asr_en', 'ml_asr', 'sv', 'er'], _Task)\n",
     # packing needs the real trainer; the fake runs train one at a time
-    "stages/pack.py": "def pack_groups(cfgs):\n    return [[c] for c in cfgs]\n\n"
+    "sfm_fusion/stages/pack.py": "def pack_groups(cfgs):\n    return [[c] for c in cfgs]\n\n"
     "def train_packed(cfgs, progress=False, force=False):\n    raise NotImplementedError\n",
 }
 REAL_STAGES = ("__init__.py", "config.py", "dvc_stage.py", "dvc_extract.py", "dvc_train.py",
@@ -197,18 +197,19 @@ def _repo(tmp: Path, params_text: str) -> Path:
     shutil.copytree(
         ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local")
     )
-    (repo / "stages").mkdir()
+    pkg, stages = repo / "sfm_fusion", repo / "sfm_fusion" / "stages"
+    stages.mkdir(parents=True)
     for name in REAL_STAGES:
-        shutil.copy(ROOT / "stages" / name, repo / "stages" / name)
-    shutil.copytree(ROOT / "stages" / "plan", repo / "stages" / "plan",
+        shutil.copy(ROOT / "sfm_fusion" / "stages" / name, stages / name)
+    shutil.copytree(ROOT / "sfm_fusion" / "stages" / "plan", stages / "plan",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    (repo / "stages" / "extract.py").write_text(FAKE_EXTRACT)
-    (repo / "stages" / "train.py").write_text(FAKE_TRAIN)
-    (repo / "pipeline" / "cli").mkdir(parents=True)
-    (repo / "pipeline" / "__init__.py").write_text("")
-    (repo / "pipeline" / "cli" / "__init__.py").write_text(FAKE_CLI.replace("@ROOT@", str(ROOT)))
-    (repo / "pipeline" / "store").mkdir()
-    (repo / "pipeline" / "store" / "__init__.py").write_text(FAKE_STORE)
+    (stages / "extract.py").write_text(FAKE_EXTRACT)
+    (stages / "train.py").write_text(FAKE_TRAIN)
+    (pkg / "cli").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli" / "__init__.py").write_text(FAKE_CLI.replace("@ROOT@", str(ROOT)))
+    (pkg / "store").mkdir()
+    (pkg / "store" / "__init__.py").write_text(FAKE_STORE)
     for name, text in FAKE_LIBS.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
@@ -227,7 +228,7 @@ def _repo(tmp: Path, params_text: str) -> Path:
     bin_dir.mkdir()
     exe = bin_dir / "pipeline"
     exe.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, '.')\nfrom pipeline.cli import app\nsys.exit(app())\n"
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, '.')\nfrom sfm_fusion.cli import app\nsys.exit(app())\n"
     )
     exe.chmod(0o755)
     _git(repo, "init", "-q")
@@ -292,7 +293,7 @@ def test_default_params_resolve_and_dry_run(tmp_path):
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
     assert len(cmds) == 42
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
-    assert "> python -m stages.dvc_train whisper_tiny_en+whisper_base-chconv-er" in cmds
+    assert "> python -m sfm_fusion.stages.dvc_train whisper_tiny_en+whisper_base-chconv-er" in cmds
     assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"
 
 
@@ -306,7 +307,7 @@ def test_paper_config_resolves(tmp_path):
 
 def _params_text(cfg: dict, generated: dict | None = None) -> str:
     """params.yaml for `cfg`: its YAML, MARKER, the generated sections (fresh unless given)."""
-    from stages.plan import MARKER
+    from sfm_fusion.stages.plan import MARKER
 
     gen = make_plan(cfg).generated() if generated is None else generated
     return (
@@ -406,7 +407,10 @@ def test_paper_dry_run_of_one_run(tmp_path):
         in [c + " " if not c.endswith(" ") else c for c in cmds]
         or any(c.startswith("> pipeline data import iemocap") for c in cmds)
     )
-    assert cmds[-1] == "> python -m stages.dvc_train whisper_small+wavlm_base_plus-chconv-er-fold3"
+    assert (
+        cmds[-1]
+        == "> python -m sfm_fusion.stages.dvc_train whisper_small+wavlm_base_plus-chconv-er-fold3"
+    )
 
 
 def _module_file(name: str) -> Path | None:
@@ -468,12 +472,12 @@ def import_closure(entries: list[str]) -> set[str]:
 
 
 def _entry(cmd: str) -> list[str]:
-    """The module a stage command starts in: `python -m X` -> X, `pipeline data ...` -> pipeline.cli.data."""
+    """The module a stage command starts in: `python -m X` -> X, `pipeline data ...` -> sfm_fusion.cli.data."""
     words = cmd.split()
     if words[:2] == ["python", "-m"]:
         return [words[2]]
     assert words[0] == "pipeline", cmd
-    return [f"pipeline.cli.{words[1]}"]
+    return [f"sfm_fusion.cli.{words[1]}"]
 
 
 def test_every_stage_depends_on_the_code_it_runs():
@@ -496,16 +500,16 @@ def test_every_stage_depends_on_the_code_it_runs():
 def test_the_closure_sees_what_a_stage_imports(tmp_path):
     """The check above can fail: the trainer's closure holds the loader and the feed, the
     extraction's does not (so editing the trainer reruns no extraction)."""
-    train = import_closure(["stages.dvc_train"])
-    extract = import_closure(["stages.dvc_extract"])
+    train = import_closure(["sfm_fusion.stages.dvc_train"])
+    extract = import_closure(["sfm_fusion.stages.dvc_extract"])
     assert {
-        "pipeline/loader.py",
-        "pipeline/tiers.py",
-        "stages/feed.py",
-        "stages/plan/expand.py",
+        "sfm_fusion/loader.py",
+        "sfm_fusion/tiers.py",
+        "sfm_fusion/stages/feed.py",
+        "sfm_fusion/stages/plan/expand.py",
     } <= train
-    assert "stages/train.py" not in extract and "pipeline/loader.py" not in extract
-    assert "pipeline/data/synth.py" in import_closure(["pipeline.cli.data"])  # import_module
+    assert "sfm_fusion/stages/train.py" not in extract and "sfm_fusion/loader.py" not in extract
+    assert "sfm_fusion/data/synth.py" in import_closure(["sfm_fusion.cli.data"])  # import_module
 
 
 class _Upstream:
@@ -514,7 +518,7 @@ class _Upstream:
     def __init__(self, version: str = "v1") -> None:
         import torch
 
-        from pipeline.upstreams.base import UpstreamSpec
+        from sfm_fusion.upstreams.base import UpstreamSpec
 
         self.spec = UpstreamSpec("fake", "fake", f"fake://{version}", 16000, 50.0, 3, 8)
         self.version, self.torch, self.pad_sensitive = version, torch, False
@@ -547,8 +551,8 @@ def test_extract_stage_adopts_a_complete_store_and_rebuilds_it_only_unread(tmp_p
     """A queued experiment's workspace (no stamps) sharing an absolute cache_root: the extract
     stage adopts the store (nothing recomputed or written, the same stamp); a store made for
     another request is rebuilt, but never while another process reads it."""
-    from stages.dvc_extract import extract_store, write_stamp
-    from stages.store_lock import Reading, StoreBusy, StoreUse
+    from sfm_fusion.stages.dvc_extract import extract_store, write_stamp
+    from sfm_fusion.stages.store_lock import Reading, StoreBusy, StoreUse
 
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
     cfg["paths"] = {"data_root": str(tiny_suite.parent), "cache_root": str(tmp_path / "shared"),

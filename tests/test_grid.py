@@ -10,9 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from stages.grid import GridOptions, run_grid
-from stages.grid_jobs import Job, JobResult, Slot, local_slots, run_job, run_local, thread_env
-from stages.plan import load_config, make_plan
+from sfm_fusion.stages.grid import GridOptions, run_grid
+from sfm_fusion.stages.grid_jobs import (
+    Job,
+    JobResult,
+    Slot,
+    local_slots,
+    run_job,
+    run_local,
+    thread_env,
+)
+from sfm_fusion.stages.plan import load_config, make_plan
 from tests.test_dvc import ROOT, _params_text, _repo, _small_experiment, dvc
 
 
@@ -79,7 +87,7 @@ mark.write_text("2")
 def test_dask_job_survives_the_loss_of_its_worker(tmp_path):
     from distributed import Client, LocalCluster
 
-    from stages.grid_dask import run_dask
+    from sfm_fusion.stages.grid_dask import run_dask
 
     mark = tmp_path / "attempts"
     script = tmp_path / "job.py"
@@ -173,7 +181,7 @@ def test_grid_on_the_tiny_config_with_the_real_trainer(tmp_path):
     subprocess.run(
         [dvc_exe, "repro", "extract"], cwd=repo, env=env, check=True, capture_output=True
     )
-    cli = [sys.executable, "-c", "from pipeline.cli import app; app()", "grid", "--jobs", "2"]
+    cli = [sys.executable, "-c", "from sfm_fusion.cli import app; app()", "grid", "--jobs", "2"]
     p = subprocess.run(cli, cwd=repo, env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "trained 2 run(s)" in p.stdout
@@ -187,7 +195,7 @@ def test_grid_on_the_tiny_config_with_the_real_trainer(tmp_path):
 def test_pipeline_grid_command(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from sfm_fusion.cli import app
 
     repo = _repo(tmp_path, _params_text(_small_experiment()))
     monkeypatch.chdir(repo)

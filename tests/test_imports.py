@@ -1,6 +1,7 @@
-"""Imports run one way: CLI (pipeline.cli) -> stages -> library (the rest of pipeline).
+"""Imports run one way: CLI (sfm_fusion.cli) -> stages (sfm_fusion.stages) -> library (the rest
+of sfm_fusion).
 
-Parses every module of the two packages: no import cycle, no library -> stages import, and no
+Parses every module of the package: no import cycle, no library -> stages import, and no
 project import hidden inside a function outside the CLI (the CLI imports lazily so that
 `pipeline --help` does not load torch; anywhere else a function-level import is how a cycle hides).
 """
@@ -11,7 +12,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipeline", "stages")
+PACKAGES = ("sfm_fusion",)
 
 
 def _modules() -> dict[str, Path]:
@@ -62,7 +63,7 @@ def _graph() -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
     for m, p in mods.items():
         for target, in_func in _imports(m, p, mods):
             edges[m].add(target)
-            if in_func and not m.startswith("pipeline.cli"):
+            if in_func and not m.startswith("sfm_fusion.cli"):
                 hidden.append((m, target))
     return edges, hidden
 
@@ -123,13 +124,17 @@ def test_no_import_cycles():
     assert _cycles(edges) == []
 
 
+def _is_library(mod: str) -> bool:
+    return not mod.startswith(("sfm_fusion.cli", "sfm_fusion.stages"))
+
+
 def test_library_never_imports_stages():
     edges, _ = _graph()
     up = sorted(
         (m, t)
         for m, ts in edges.items()
         for t in ts
-        if m.startswith("pipeline") and not m.startswith("pipeline.cli") and t.startswith("stages")
+        if _is_library(m) and t.startswith("sfm_fusion.stages")
     )
     assert up == []
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from fakes import FakeStore
 
-from pipeline.data.manifest import Utterance
-from pipeline.interfaces import build
-from pipeline.loader import (
+from sfm_fusion.data.manifest import Utterance
+from sfm_fusion.interfaces import build
+from sfm_fusion.loader import (
     BucketBatchSampler,
     FeatureDataset,
     MisalignedStoresError,
@@ -137,7 +137,7 @@ def test_loader_feeds_every_interface():
 
 
 def test_prefetch_thread_passes_errors_and_stops_early():
-    from pipeline.tiers import prefetch
+    from sfm_fusion.tiers import prefetch
 
     def boom():
         yield 1
@@ -154,7 +154,7 @@ def test_prefetch_thread_passes_errors_and_stops_early():
 
 
 def write_store(path, arrays, frame_rate):
-    from pipeline.store import StoreWriter
+    from sfm_fusion.store import StoreWriter
 
     L, D = next(iter(arrays.values())).shape[1:]
     fp = {"upstream": "fake", "source": "fake://", "weights_hash": "abc", "whisper_mode": None,
@@ -166,7 +166,7 @@ def write_store(path, arrays, frame_rate):
 
 
 def test_real_stores_memory_mapped_with_a_spawned_worker(tmp_path):
-    from pipeline.store import open_store
+    from sfm_fusion.store import open_store
 
     a, b, utts = two_stores(n=30)
     write_store(tmp_path / "a.zarr", a.arrays, 50.0)

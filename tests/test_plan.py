@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.config import resolve_config
-from stages.plan import (
+from sfm_fusion.stages.config import resolve_config
+from sfm_fusion.stages.plan import (
     MARKER,
     PlanError,
     check,
@@ -66,7 +66,7 @@ def test_default_plan_counts(default_params):
 
 
 def test_train_commands_resolve_with_the_trainer_config(default_params):
-    """Every run's `--set` keys are ones stages.config accepts (no typo can reach a DVC stage)."""
+    """Every run's `--set` keys are ones sfm_fusion.stages.config accepts (no typo can reach a DVC stage)."""
     cfg = load_config(default_params)
     cfg["interfaces"]["hconv"] = {"dim": 256}
     for run in make_plan(cfg).runs.values():
@@ -134,7 +134,7 @@ def test_paper_plan():
         1e-4,
         2000,
     )
-    # the CPU demo's head shortcuts (stages/config.py TASK_DEFAULTS) must not leak into it
+    # the CPU demo's head shortcuts (sfm_fusion/stages/config.py TASK_DEFAULTS) must not leak into it
     assert rc.task_args == {
         "proj": 1024,
         "hidden": 1024,
@@ -178,7 +178,7 @@ def test_stale_params_are_refused(tmp_path, default_params):
     p.write_text(text.replace("interfaces: [ws, gumd, hconv, chconv]", "interfaces: [ws, hconv]"))
     with pytest.raises(PlanError, match="no longer match"):
         check(p)
-    p.write_text(render(p))  # `python -m stages.plan write params.yaml` fixes it
+    p.write_text(render(p))  # `python -m sfm_fusion.stages.plan write params.yaml` fixes it
     check(p)
     assert len(make_plan(load_config(p)).runs) == 24
     assert p.read_text().count(MARKER) == 1
@@ -243,9 +243,9 @@ def test_seed_defaults_and_conflicts():
 
 
 def test_paper_runs_start_from_the_recipes_never_the_demo_defaults():
-    from pipeline.tasks import TASKS
-    from stages.dvc_train import run_config
-    from stages.plan import load_config, make_plan
+    from sfm_fusion.stages.dvc_train import run_config
+    from sfm_fusion.stages.plan import load_config, make_plan
+    from sfm_fusion.tasks import TASKS
 
     cfg = load_config(ROOT / "configs" / "paper.yaml")
     plan = make_plan(cfg)

@@ -1,4 +1,4 @@
-"""pipeline.analysis.stats against scipy's own tests and hand-computed values."""
+"""sfm_fusion.analysis.stats against scipy's own tests and hand-computed values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats as st
 
-from pipeline.analysis.stats import (
+from sfm_fusion.analysis.stats import (
     clear_lead,
     contrast,
     difference,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.store import (
+from sfm_fusion.store import (
     FeatureSource,
     FingerprintMismatch,
     StoreLocked,

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from pipeline.data.synth import TASKS, plan
-from pipeline.data.voices import (
+from sfm_fusion.data.synth import TASKS, plan
+from sfm_fusion.data.voices import (
     ALL_VARIANTS,
     FLITE_VOICES,
     FLITE_VOICES_UNSEEN,

@@ -1,0 +1,127 @@
+"""dvc.yaml's extract stage: `python -m sfm_fusion.stages.dvc_extract KEY` extracts one store and writes its stamp.
+
+The store is built from params.yaml's live `upstreams.<name>` settings. A store that already
+exists complete for the same request (another experiment's, with a shared absolute
+`paths.cache_root`) is adopted: nothing is recomputed or written, only the stamp. A store made
+for another request is rebuilt, and only while no other process reads it (sfm_fusion/stages/store_lock.py).
+The stamp is the small file that stands for the (untracked, uncached) store in DVC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from sfm_fusion.data.manifest import read_manifests
+from sfm_fusion.encoding import check_encoding
+from sfm_fusion.layers import parse_layers
+from sfm_fusion.stages.dvc_stage import stage_main
+from sfm_fusion.stages.extract import ExtractConfig, ExtractResult, resolve_device, run
+from sfm_fusion.stages.plan import PlanError, Store
+from sfm_fusion.stages.plan.settings import device_of, extract_argv, extract_options
+from sfm_fusion.stages.store_lock import StoreUse
+from sfm_fusion.store import (
+    FingerprintMismatch,
+    make_fingerprint,
+    manifest_hash,
+    open_store,
+    store_exists,
+)
+from sfm_fusion.upstreams.registry import load_upstream
+
+
+def extract_config(cfg: dict, store: Store, device: str | None = None) -> ExtractConfig:
+    """The ExtractConfig of one store of the plan (what `pipeline extract` would build)."""
+    opts = extract_options(cfg, store)
+    kw = {"whisper_mode": opts["whisper_mode"]} if "whisper_mode" in opts else {}
+    if "batch_seconds" in opts:
+        kw["batch_seconds"] = float(opts["batch_seconds"])
+    return ExtractConfig(model=opts["model"], data=store.data, out=store.store,
+                         device=device_of(cfg, device), progress=sys.stderr.isatty(), **kw)  # fmt: skip
+
+
+def extract_store(cfg: dict, store: Store, device: str | None = None, upstream=None) -> ExtractResult:  # fmt: skip
+    """Build, resume or adopt one store; rebuild it (no reader holding it) if made for another
+    request. `upstream`: an Upstream or factory instead of the registry's (tests, custom models)."""
+    ecfg = extract_config(cfg, store, device)
+    with StoreUse(store.store) as use:
+        up, done = adoptable(ecfg, upstream)
+        if done is not None:
+            print(f"{store.store}: adopted, complete for this request ({done} utterances)")
+            return ExtractResult(store=store.store, shard=(0, 1), already=done)
+        try:
+            res = run(ecfg, up)
+        except FingerprintMismatch as e:
+            use.exclusive()  # StoreBusy while another process reads the old store
+            print(f"rebuilding {store.store}: {e}", flush=True)
+            res = run(replace(ecfg, force=True), up)
+    print(f"{store.store}: {res.written} utterance(s) written, {res.already} already there, "
+          f"{len(res.failed)} failed")  # fmt: skip
+    return res
+
+
+def adoptable(ecfg: ExtractConfig, upstream=None) -> tuple[object, int | None]:
+    """(the loaded upstream, the utterance count of the store when it is complete for exactly
+    this request, else None). Reads the store only: an adopted store is not opened for writing.
+
+    The request's fingerprint is built as sfm_fusion.stages.extract.run builds it; should the two ever
+    differ, the store is not adopted here and `run` decides (resume, or refuse -> rebuild).
+    """
+    up = upstream
+    if up is None:
+        up = load_upstream(ecfg.model, device=resolve_device(ecfg.device), whisper_mode=ecfg.whisper_mode)  # fmt: skip
+    elif isinstance(up, type) or not hasattr(up, "forward"):
+        up = up()
+    if not store_exists(ecfg.out):
+        return up, None
+    reader = open_store(ecfg.out)
+    layers = parse_layers(ecfg.layers, up.spec.num_layers)
+    utts = read_manifests(ecfg.data)
+    want = make_fingerprint(up.spec, up.weights_hash(), ecfg.whisper_mode, manifest_hash(utts),
+                            encoding=check_encoding(ecfg.encoding), layers=layers)  # fmt: skip
+    return up, (len(reader.ids) if reader.complete and reader.fingerprint == want else None)
+
+
+def write_stamp(store: Store) -> Path:
+    """Write the small file that stands for a store in DVC: fingerprint and counts, no timestamps.
+
+    Refuses an incomplete store (a failed or interrupted extraction), so the stage fails.
+    """
+    r = open_store(store.store)
+    if not r.complete:
+        raise PlanError(
+            f"{store.store} is incomplete (missing parts {r.missing_parts}); re-run the extract stage"
+        )
+    ids = sorted(r.ids)
+    info = {
+        "store": store.store,
+        "fingerprint": r.fingerprint,
+        "utterances": len(ids),
+        "frames": int(r.total_frames),
+        "failed": len(r.failed),
+        "ids_sha1": hashlib.sha1("\n".join(ids).encode()).hexdigest(),
+    }
+    path = Path(store.stamp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(info, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+    return path
+
+
+def _stage(cfg: dict, store: Store) -> None:
+    print("+ pipeline " + shlex.join(extract_argv(cfg, store)), flush=True)
+    extract_store(cfg, store)
+    print(f"stamp: {write_stamp(store)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("extract", __doc__.split("\n\n")[0], _stage, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""What dvc.yaml's extract and train stages share: find an item of params.yaml's plan, report errors.
+
+The stages themselves are sfm_fusion/stages/dvc_extract.py (`python -m sfm_fusion.stages.dvc_extract KEY`) and
+sfm_fusion/stages/dvc_train.py (`python -m sfm_fusion.stages.dvc_train KEY`): two entry modules, so that each DVC
+stage depends on the code it runs and no more (an edit of the trainer reruns no extraction).
+Both call the stage functions directly (sfm_fusion.stages.extract.run, sfm_fusion.stages.train.train), not the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from sfm_fusion.stages.plan import Plan, PlanError, check, load_config, make_plan
+
+
+def lookup(params: str, kind: str, key: str) -> tuple[dict, Plan, Any]:
+    """(experiment config, plan, the Store or Run `key`) of params.yaml; refuses a stale file.
+
+    kind: "extract" (a key of the generated `stores`) or "train" (of `runs`).
+    """
+    check(params)
+    cfg = load_config(params)
+    plan = make_plan(cfg)
+    table = plan.stores if kind == "extract" else plan.runs
+    if key not in table:
+        raise PlanError(
+            f"{params}: no {kind} key `{key}` (it lists {len(table)}); "
+            f"`python -m sfm_fusion.stages.plan list {params}` shows them"
+        )
+    return cfg, plan, table[key]
+
+
+def stage_main(kind: str, doc: str, handler: Callable[[dict, Any], None], argv: list[str] | None) -> int:  # fmt: skip
+    """The command line of one DVC stage: KEY [--params FILE]; user errors print one line, rc 2.
+
+    A user error is any ValueError / RuntimeError / OSError (PlanError, ConfigError, StoreError,
+    RunDirError, ...): their messages name the file and what to do. PIPELINE_DEBUG=1 re-raises.
+    """
+    p = argparse.ArgumentParser(prog=f"python -m sfm_fusion.stages.dvc_{kind}", description=doc)
+    p.add_argument("key", help=f"a key of params.yaml's generated `{'stores' if kind == 'extract' else 'runs'}`")  # fmt: skip
+    p.add_argument("--params", default="params.yaml")
+    a = p.parse_args(argv)
+    try:
+        cfg, _, item = lookup(a.params, kind, a.key)
+        handler(cfg, item)
+    except (ValueError, RuntimeError, OSError) as e:
+        if os.environ.get("PIPELINE_DEBUG"):
+            raise
+        print(f"error ({kind} {a.key}): {e}", file=sys.stderr)
+        return 2
+    return 0

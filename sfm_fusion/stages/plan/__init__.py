@@ -1,0 +1,56 @@
+"""The experiment plan: an experiment config expanded into the stores to extract and the runs to train.
+
+An experiment config (params.yaml, configs/*.yaml) names *what* to compare: upstreams, the
+table's sections (upstream sets × interfaces), the task columns and the seeds. DVC cannot take
+cross products of such a structure, so this package expands it into two flat dicts that
+dvc.yaml iterates with `foreach`:
+
+    stores: {"<dataset>-<upstream>": {dataset, upstream, data, store, stamp}}
+    runs:   {"<set>-<interface>-<column>[-<value>][-s<seed>]": {models, interface, column, task,
+             data, cache, stamps: [3 slots], settings, group, seed}}
+
+`python -m sfm_fusion.stages.plan write CONFIG -o params.yaml` copies the config's text and appends the
+generated sections; the `extract` and `train` stages refuse to run when those sections no
+longer match the experiment above them. Hyperparameters (`train`, `tasks.<column>`,
+`interfaces.<name>`, `upstreams.<name>`) are *not* copied into the runs: the stages read
+them from params.yaml when they run (sfm_fusion/stages/plan/settings.py), so
+`dvc exp run -S train.lr=...` needs no regeneration.
+
+Config keys (see configs/default.yaml for a commented example):
+    data:       {suite, synth (preset or null), seed, import: {dataset: {corpus, root, args}}}
+    paths:      {data_root, cache_root, runs_root}
+    upstreams:  {name: {whisper_mode?, source?, batch_seconds?}}
+    aliases:    {alias: {default: upstream, <column>: upstream}}  # per-column substitutes
+    tasks:      {column: {task, data?, store_data?, set?: {...}, expand?: {key: [values]}, train?: {...}}}
+                `data` / `store_data` are paths under data/<suite>/ and may hold `{key}` of the
+                expansion (`iemocap/fold{fold}`); `store_data` (default `data`) is the dir the
+                stores are extracted from, so folds that hold the same utterances share stores.
+    table:      [{table?, section, sets: [[upstream|alias, ...]], interfaces: [...], tasks?: [...]}]
+    seeds:      [0, 1, 2]  # each run once per seed (keys get `-s<seed>` when more than one);
+                           # default [train.seed] or [0]
+    train, interfaces, report: hyperparameters and labels, passed through.
+
+Modules: model.py (the dataclasses), expand.py (`make_plan`), params_file.py (params.yaml:
+`render`, `load_config`, `check`), settings.py (a run's or store's live hyperparameters),
+__main__.py (`python -m sfm_fusion.stages.plan write | check | list`).
+"""
+
+from sfm_fusion.stages.plan.expand import experiment_seeds, make_plan, resolve
+from sfm_fusion.stages.plan.model import (
+    GENERATED,
+    MARKER,
+    STORE_SLOTS,
+    Plan,
+    PlanError,
+    Row,
+    Run,
+    Store,
+)
+from sfm_fusion.stages.plan.params_file import check, load_config, render
+from sfm_fusion.stages.plan.settings import extract_argv, train_argv, train_settings
+
+__all__ = [
+    "GENERATED", "MARKER", "STORE_SLOTS", "Plan", "PlanError",
+    "Row", "Run", "Store", "check", "experiment_seeds", "extract_argv", "load_config",
+    "make_plan", "render", "resolve", "train_argv", "train_settings",
+]  # fmt: skip
