@@ -24,14 +24,14 @@ import yaml
 from sfm_fusion.data.synth import synthesize
 from sfm_fusion.stages.dvc_extract import extract_store
 from sfm_fusion.stages.grid import GridOptions, run_grid
-from sfm_fusion.stages.plan import load_config, make_plan, render
+from sfm_fusion.stages.plan import load_experiment, make_plan, read_experiment_mapping, render
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def experiment(work: Path, data_root: Path, cache_root: Path, columns: list[str], runs: Path) -> Path:  # fmt: skip
     """params.yaml (in WORK) of the default experiment on the tiny suite, absolute paths."""
-    cfg = load_config(ROOT / "configs" / "default.yaml")
+    cfg = read_experiment_mapping(ROOT / "configs" / "default.yaml")
     cfg["data"].update(suite="tiny", synth="tiny")
     cfg["paths"] = {"data_root": str(data_root), "cache_root": str(cache_root), "runs_root": str(runs)}  # fmt: skip
     cfg["tasks"] = {c: cfg["tasks"][c] for c in columns}
@@ -59,7 +59,7 @@ def main() -> None:
         synthesize(data_root / "tiny", preset="tiny", seed=0)
     seq_params = experiment(work, data_root, cache_root, columns, work / "runs-sequential")
     grid_params = experiment(work, data_root, cache_root, columns, work / "runs-grid")
-    cfg = load_config(seq_params)
+    cfg = load_experiment(seq_params)
     plan = make_plan(cfg)
     t0 = time.monotonic()
     for store in plan.stores.values():

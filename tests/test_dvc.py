@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sfm_fusion.stages.plan import load_config, make_plan, render
+from sfm_fusion.stages.plan import (
+    load_experiment,
+    make_plan,
+    parse_experiment,
+    read_experiment_mapping,
+    render,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = Path(sys.executable).with_name("dvc")
@@ -170,6 +176,7 @@ FAKE_LIBS = {
     "sfm_fusion/interfaces/__init__.py": "REGISTRY = dict.fromkeys(['ws', 'hconv', 'chconv', 'gumd'])\n",
     "sfm_fusion/tasks/__init__.py": "class _Task:\n    demo = {}\n    recipe = {}\n\n"
     "TASKS = dict.fromkeys(['asr', 'asr_en', 'ml_asr', 'sv', 'er'], _Task)\n",
+    "sfm_fusion/tasks/base.py": "DEFAULTS_LAYERS = ('demo', 'recipe', 'none')\n",
     # packing needs the real trainer; the fake runs train one at a time
     "sfm_fusion/stages/pack.py": "def pack_groups(cfgs):\n    return [[c] for c in cfgs]\n\n"
     "def train_packed(cfgs, progress=False, force=False):\n    raise NotImplementedError\n",
@@ -274,7 +281,7 @@ def dvc(repo: Path, *args: str, check: bool = True) -> str:
 def _placeholders(repo: Path) -> None:
     """Empty data dirs and stamps, so `dvc repro --dry` can walk the whole graph (DVC's dry run
     otherwise stops at the first dependency that does not exist yet)."""
-    plan = make_plan(load_config(repo / "params.yaml"))
+    plan = make_plan(load_experiment(repo / "params.yaml"))
     for s in plan.stores.values():
         (repo / s.data).mkdir(parents=True, exist_ok=True)
         (repo / s.stamp).parent.mkdir(parents=True, exist_ok=True)
@@ -398,15 +405,17 @@ def test_repro_end_to_end_with_a_fake_pipeline(tmp_path):
 def test_paper_dry_run_of_one_run(tmp_path):
     repo = _repo(tmp_path, render(ROOT / "configs" / "paper.yaml"))
     _placeholders(repo)
-    for r in make_plan(load_config(repo / "params.yaml")).runs.values():
+    for r in make_plan(load_experiment(repo / "params.yaml")).runs.values():
         (repo / r.data).mkdir(parents=True, exist_ok=True)
     out = dvc(repo, "repro", "--dry", "train@whisper_small+wavlm_base_plus-chconv-er-fold3")
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
-    assert (
-        "> pipeline data import iemocap /corpora/IEMOCAP_full_release --out data/paper --seed 0 "
-        in [c + " " if not c.endswith(" ") else c for c in cmds]
-        or any(c.startswith("> pipeline data import iemocap") for c in cmds)
-    )
+    # the run's chain, in order: its corpus imported, its two stores extracted, then the run
+    imp = "> pipeline data import iemocap /corpora/IEMOCAP_full_release --out data/paper/iemocap"
+    assert [c.rstrip() for c in cmds[:1]] == [imp], cmds
+    assert sorted(cmds[1:-1]) == [
+        f"> python -m sfm_fusion.stages.dvc_extract iemocap_fold1-{m}"
+        for m in ("wavlm_base_plus", "whisper_small")
+    ], cmds
     assert (
         cmds[-1]
         == "> python -m sfm_fusion.stages.dvc_train whisper_small+wavlm_base_plus-chconv-er-fold3"
@@ -554,10 +563,11 @@ def test_extract_stage_adopts_a_complete_store_and_rebuilds_it_only_unread(tmp_p
     from sfm_fusion.stages.dvc_extract import extract_store, write_stamp
     from sfm_fusion.stages.store_lock import Reading, StoreBusy, StoreUse
 
-    cfg = load_config(ROOT / "configs" / "tiny.yaml")
-    cfg["paths"] = {"data_root": str(tiny_suite.parent), "cache_root": str(tmp_path / "shared"),
+    raw = read_experiment_mapping(ROOT / "configs" / "tiny.yaml")
+    raw["paths"] = {"data_root": str(tiny_suite.parent), "cache_root": str(tmp_path / "shared"),
                     "runs_root": "runs"}  # fmt: skip
-    cfg["data"]["suite"] = tiny_suite.name
+    raw["data"]["suite"] = tiny_suite.name
+    cfg = parse_experiment(raw)
     store = make_plan(cfg).stores["er-whisper_tiny_en"]
     first, second = tmp_path / "ws1", tmp_path / "ws2"
     first.mkdir(), second.mkdir()

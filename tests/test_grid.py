@@ -20,7 +20,7 @@ from sfm_fusion.stages.grid_jobs import (
     run_local,
     thread_env,
 )
-from sfm_fusion.stages.plan import load_config, make_plan
+from sfm_fusion.stages.plan import make_plan, read_experiment_mapping
 from tests.test_dvc import ROOT, _params_text, _repo, _small_experiment, dvc
 
 
@@ -168,7 +168,7 @@ def test_grid_on_the_tiny_config_with_the_real_trainer(tmp_path):
         "base: tiny.yaml\ntasks: {er: {task: er}}\n"
         "table: [{section: Single model, sets: [[whisper_tiny_en]], interfaces: [ws, hconv]}]\n"
     )
-    cfg = load_config(repo / "configs" / "grid_test.yaml")
+    cfg = read_experiment_mapping(repo / "configs" / "grid_test.yaml")
     cfg["tasks"] = {"er": {"task": "er"}}
     (repo / "params.yaml").write_text(_params_text(cfg))
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),

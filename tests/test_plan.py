@@ -12,11 +12,15 @@ import yaml
 from sfm_fusion.stages.config import resolve_config
 from sfm_fusion.stages.plan import (
     MARKER,
+    Column,
     PlanError,
+    Section,
     check,
     extract_argv,
-    load_config,
+    load_experiment,
     make_plan,
+    parse_experiment,
+    read_experiment_mapping,
     render,
     train_argv,
 )
@@ -45,7 +49,7 @@ def test_committed_params_yaml_is_the_default_config_plus_its_plan(default_param
 
 
 def test_default_plan_counts(default_params):
-    plan = make_plan(load_config(default_params))
+    plan = make_plan(load_experiment(default_params))
     assert len(plan.rows) == 8 and len(plan.runs) == 32 and len(plan.stores) == 8
     assert plan.columns == ["asr_en", "ml_asr", "sv", "er"]
     assert [(r.section, len(r.members), r.interface) for r in plan.rows] == [
@@ -67,8 +71,9 @@ def test_default_plan_counts(default_params):
 
 def test_train_commands_resolve_with_the_trainer_config(default_params):
     """Every run's `--set` keys are ones sfm_fusion.stages.config accepts (no typo can reach a DVC stage)."""
-    cfg = load_config(default_params)
-    cfg["interfaces"]["hconv"] = {"dim": 256}
+    raw = read_experiment_mapping(default_params)
+    raw["interfaces"]["hconv"] = {"dim": 256}
+    cfg = parse_experiment(raw)
     for run in make_plan(cfg).runs.values():
         argv = train_argv(cfg, run)
         sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
@@ -84,7 +89,7 @@ def test_train_commands_resolve_with_the_trainer_config(default_params):
 
 
 def test_extract_command(default_params):
-    cfg = load_config(default_params)
+    cfg = load_experiment(default_params)
     store = make_plan(cfg).stores["sv-whisper_base"]
     assert shlex.join(extract_argv(cfg, store)) == (
         "extract --model whisper_base --data data/demo/sv --out cache/demo/sv/whisper_base.zarr "
@@ -93,7 +98,7 @@ def test_extract_command(default_params):
 
 
 def test_paper_plan():
-    cfg = load_config(ROOT / "configs" / "paper.yaml")
+    cfg = load_experiment(ROOT / "configs" / "paper.yaml")
     plan = make_plan(cfg)
     t1 = [r for r in plan.rows if r.table == "I"]
     t2 = [r for r in plan.rows if r.table == "II"]
@@ -163,13 +168,13 @@ def test_paper_plan():
 
 
 def test_tiny_config_merges_over_default(tmp_path):
-    cfg = load_config(ROOT / "configs" / "tiny.yaml")
-    assert cfg["data"]["suite"] == "tiny" and cfg["data"]["synth"] == "tiny"
-    assert cfg["interfaces"]["gumd"] == {"linear_steps": 50, "exp_steps": 200, "layer_norm": True}
+    cfg = load_experiment(ROOT / "configs" / "tiny.yaml")
+    assert cfg.data.suite == "tiny" and cfg.data.synth == "tiny"
+    assert cfg.interfaces["gumd"] == {"linear_steps": 50, "exp_steps": 200, "layer_norm": True}
     out = tmp_path / "params.yaml"
     out.write_text(render(ROOT / "configs" / "tiny.yaml"))
     check(out)
-    assert make_plan(load_config(out)).runs["whisper_base-ws-sv"].data == "data/tiny/sv"
+    assert make_plan(load_experiment(out)).runs["whisper_base-ws-sv"].data == "data/tiny/sv"
 
 
 def test_stale_params_are_refused(tmp_path, default_params):
@@ -180,7 +185,7 @@ def test_stale_params_are_refused(tmp_path, default_params):
         check(p)
     p.write_text(render(p))  # `python -m sfm_fusion.stages.plan write params.yaml` fixes it
     check(p)
-    assert len(make_plan(load_config(p)).runs) == 24
+    assert len(make_plan(load_experiment(p)).runs) == 24
     assert p.read_text().count(MARKER) == 1
 
 
@@ -218,7 +223,7 @@ def test_seeds_multiply_runs_and_reach_the_trainer():
     assert "whisper_tiny_en+whisper_base-gumd-er" not in plan.runs  # no unsuffixed key
     cell = plan.rows[5].cells["er"]  # the fusion GumD row: one run per seed
     assert cell == [f"whisper_tiny_en+whisper_base-gumd-er-s{s}" for s in (0, 1, 2)]
-    argv = train_argv(cfg, run)
+    argv = train_argv(parse_experiment(cfg), run)
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
     rc = resolve_config(interface="gumd", models=run.models, task="er", out="r", sets=sets)
     assert rc.train.seed == 2
@@ -244,10 +249,9 @@ def test_seed_defaults_and_conflicts():
 
 def test_paper_runs_start_from_the_recipes_never_the_demo_defaults():
     from sfm_fusion.stages.dvc_train import run_config
-    from sfm_fusion.stages.plan import load_config, make_plan
     from sfm_fusion.tasks import TASKS
 
-    cfg = load_config(ROOT / "configs" / "paper.yaml")
+    cfg = load_experiment(ROOT / "configs" / "paper.yaml")
     plan = make_plan(cfg)
     seen = set()
     for run in plan.runs.values():
@@ -260,6 +264,81 @@ def test_paper_runs_start_from_the_recipes_never_the_demo_defaults():
         for k, v in (demo.get("task_args") or {}).items():
             recipe = TASKS[run.task].recipe.get("task_args") or {}
             if k not in recipe:  # a demo-only setting never appears unless the config states it
-                col = (cfg["tasks"][run.column] or {}).get("args") or {}
+                col = cfg.tasks[run.column].args
                 assert k in col or rc.task_args.get(k) != v or k in run.settings, (run.key, k)
     assert {"asr_en", "er", "sv"} <= seen
+
+
+def _write(tmp_path: Path, edit) -> Path:
+    """configs/default.yaml with `edit` applied, written to a temporary file."""
+    cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    edit(cfg)
+    p = tmp_path / "exp.yaml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return p
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            lambda c: c["tasks"]["sv"].update(taks="sv"),
+            r"tasks\.sv: unknown key `taks` \(known: task, data,",
+        ),  # fmt: skip
+        (lambda c: c.update(tabel=[]), r": unknown key `tabel` \(known: data, paths, device,"),
+        (
+            lambda c: c["table"][1].update(sets="whisper_base"),
+            r"table\[1\]\.sets: expected a non-empty list",
+        ),  # fmt: skip
+        (
+            lambda c: c["table"][0].update(interfaces=["ws", "attn"]),
+            r"table\[0\]\.interfaces: unknown interface `attn`",
+        ),  # fmt: skip
+        (
+            lambda c: c["paths"].update(run_root="r"),
+            r"paths: unknown key `run_root` \(known: data_root, cache_root, runs_root\)",
+        ),  # fmt: skip
+        (lambda c: c["data"].update(seed="0"), r"data\.seed: expected an integer"),
+        (
+            lambda c: c.update(defaults="paper"),
+            r"defaults: 'paper': choose one of demo, recipe, none",
+        ),  # fmt: skip
+        (
+            lambda c: c["tasks"]["er"].update(expand={"fold": 3}),
+            r"tasks\.er\.expand\.fold: must be a non-empty list",
+        ),  # fmt: skip
+        (lambda c: c.pop("table"), r": missing key `table`"),
+    ],
+)
+def test_experiment_errors_name_the_file_and_the_key_path(tmp_path, edit, match):
+    p = _write(tmp_path, edit)
+    with pytest.raises(PlanError, match=match) as e:
+        load_experiment(p)
+    assert str(e.value).startswith(f"{p}: ")
+
+
+def test_plan_errors_name_the_file(tmp_path):
+    p = _write(tmp_path, lambda c: c["table"][0]["sets"].append(["wavlm_base_plus"]))
+    with pytest.raises(PlanError, match=r"exp\.yaml: table\[0\]: `wavlm_base_plus` is not under"):
+        make_plan(load_experiment(p))
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "tiny.yaml", "paper.yaml"])
+def test_experiment_is_typed_and_round_trips(name):
+    """Each config parses into the typed tree; its mapping parses back into the same tree and
+    the same plan (what the report and the tests that edit a config rely on)."""
+    exp = load_experiment(ROOT / "configs" / name)
+    assert all(isinstance(c, Column) for c in exp.tasks.values())
+    assert all(isinstance(s, Section) and s.sets for s in exp.table)
+    back = parse_experiment(exp.to_dict())
+    assert back == exp
+    assert make_plan(back).generated() == make_plan(exp).generated()
+
+
+def test_analysis_is_free_form_and_passed_through(tmp_path):
+    section = {"cka": {"pairs": [["whisper_base", "whisper_tiny_en"]], "split": "dev"}, "x": 1}
+    exp = load_experiment(_write(tmp_path, lambda c: c.update(analysis=section)))
+    assert exp.analysis == section and exp.to_dict()["analysis"] == section
+    paper = load_experiment(ROOT / "configs" / "paper.yaml")
+    assert paper.defaults == "recipe" and paper.tasks["er"].store_dir == "iemocap/fold1"
+    assert paper.aliases["whspr"] == {"default": "whisper_small", "asr_en": "whisper_small_en"}

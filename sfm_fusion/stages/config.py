@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from sfm_fusion.tasks import TASKS
+from sfm_fusion.tasks.base import DEFAULTS_LAYERS
 
 
 class ConfigError(ValueError):
@@ -76,7 +77,7 @@ VOLATILE = ("out", "train.device", "train.num_workers", "train.tier", "train.thr
 # `demo` is sized for the built-in suite on a CPU, `recipe` holds only what the anchor recipe
 # (SUPERB / ML-SUPERB) states, `none` applies neither. configs/paper.yaml sets `recipe`, so the
 # demo's shortcuts (small heads, MVN, no SpecAugment) never leak into the paper's runs.
-DEFAULTS_LAYERS = ("demo", "recipe", "none")
+# The layers' names, DEFAULTS_LAYERS, are defined beside the Task class (sfm_fusion/tasks/base.py).
 
 
 def task_defaults(task: str, layer: str) -> dict[str, dict[str, Any]]:

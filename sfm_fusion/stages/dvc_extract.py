@@ -21,8 +21,8 @@ from sfm_fusion.encoding import check_encoding
 from sfm_fusion.layers import parse_layers
 from sfm_fusion.stages.dvc_stage import stage_main
 from sfm_fusion.stages.extract import ExtractConfig, ExtractResult, resolve_device, run
-from sfm_fusion.stages.plan import PlanError, Store
-from sfm_fusion.stages.plan.settings import device_of, extract_argv, extract_options
+from sfm_fusion.stages.plan import Experiment, PlanError, Store
+from sfm_fusion.stages.plan.settings import extract_argv, extract_options
 from sfm_fusion.stages.store_lock import StoreUse
 from sfm_fusion.store import (
     FingerprintMismatch,
@@ -34,20 +34,21 @@ from sfm_fusion.store import (
 from sfm_fusion.upstreams.registry import load_upstream
 
 
-def extract_config(cfg: dict, store: Store, device: str | None = None) -> ExtractConfig:
-    """The ExtractConfig of one store of the plan (what `pipeline extract` would build)."""
-    opts = extract_options(cfg, store)
+def extract_config(exp: Experiment, store: Store, device: str | None = None) -> ExtractConfig:
+    """The ExtractConfig of one store of the plan (what `pipeline extract` would build);
+    `device`: the caller's, else the experiment's."""
+    opts = extract_options(exp, store)
     kw = {"whisper_mode": opts["whisper_mode"]} if "whisper_mode" in opts else {}
     if "batch_seconds" in opts:
         kw["batch_seconds"] = float(opts["batch_seconds"])
     return ExtractConfig(model=opts["model"], data=store.data, out=store.store,
-                         device=device_of(cfg, device), progress=sys.stderr.isatty(), **kw)  # fmt: skip
+                         device=device or exp.device, progress=sys.stderr.isatty(), **kw)  # fmt: skip
 
 
-def extract_store(cfg: dict, store: Store, device: str | None = None, upstream=None) -> ExtractResult:  # fmt: skip
+def extract_store(exp: Experiment, store: Store, device: str | None = None, upstream=None) -> ExtractResult:  # fmt: skip
     """Build, resume or adopt one store; rebuild it (no reader holding it) if made for another
     request. `upstream`: an Upstream or factory instead of the registry's (tests, custom models)."""
-    ecfg = extract_config(cfg, store, device)
+    ecfg = extract_config(exp, store, device)
     with StoreUse(store.store) as use:
         up, done = adoptable(ecfg, upstream)
         if done is not None:
@@ -113,9 +114,9 @@ def write_stamp(store: Store) -> Path:
     return path
 
 
-def _stage(cfg: dict, store: Store) -> None:
-    print("+ pipeline " + shlex.join(extract_argv(cfg, store)), flush=True)
-    extract_store(cfg, store)
+def _stage(exp: Experiment, store: Store) -> None:
+    print("+ pipeline " + shlex.join(extract_argv(exp, store)), flush=True)
+    extract_store(exp, store)
     print(f"stamp: {write_stamp(store)}")
 
 

@@ -14,27 +14,27 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sfm_fusion.stages.plan import Plan, PlanError, check, load_config, make_plan
+from sfm_fusion.stages.plan import Experiment, Plan, PlanError, check, load_experiment, make_plan
 
 
-def lookup(params: str, kind: str, key: str) -> tuple[dict, Plan, Any]:
-    """(experiment config, plan, the Store or Run `key`) of params.yaml; refuses a stale file.
+def lookup(params: str, kind: str, key: str) -> tuple[Experiment, Plan, Any]:
+    """(experiment, plan, the Store or Run `key`) of params.yaml; refuses a stale file.
 
     kind: "extract" (a key of the generated `stores`) or "train" (of `runs`).
     """
     check(params)
-    cfg = load_config(params)
-    plan = make_plan(cfg)
+    exp = load_experiment(params)
+    plan = make_plan(exp)
     table = plan.stores if kind == "extract" else plan.runs
     if key not in table:
         raise PlanError(
             f"{params}: no {kind} key `{key}` (it lists {len(table)}); "
             f"`python -m sfm_fusion.stages.plan list {params}` shows them"
         )
-    return cfg, plan, table[key]
+    return exp, plan, table[key]
 
 
-def stage_main(kind: str, doc: str, handler: Callable[[dict, Any], None], argv: list[str] | None) -> int:  # fmt: skip
+def stage_main(kind: str, doc: str, handler: Callable[[Experiment, Any], None], argv: list[str] | None) -> int:  # fmt: skip
     """The command line of one DVC stage: KEY [--params FILE]; user errors print one line, rc 2.
 
     A user error is any ValueError / RuntimeError / OSError (PlanError, ConfigError, StoreError,
@@ -45,8 +45,8 @@ def stage_main(kind: str, doc: str, handler: Callable[[dict, Any], None], argv: 
     p.add_argument("--params", default="params.yaml")
     a = p.parse_args(argv)
     try:
-        cfg, _, item = lookup(a.params, kind, a.key)
-        handler(cfg, item)
+        exp, _, item = lookup(a.params, kind, a.key)
+        handler(exp, item)
     except (ValueError, RuntimeError, OSError) as e:
         if os.environ.get("PIPELINE_DEBUG"):
             raise

@@ -16,18 +16,19 @@ from pathlib import Path
 from sfm_fusion.stages.config import RunConfig, resolve_config
 from sfm_fusion.stages.dvc_stage import stage_main
 from sfm_fusion.stages.pack import train_packed
-from sfm_fusion.stages.plan import Run
+from sfm_fusion.stages.plan import Experiment, Run
 from sfm_fusion.stages.plan.settings import format_value, run_dir, train_argv, train_settings
 from sfm_fusion.stages.store_lock import Reading
 from sfm_fusion.stages.train import train
 
 
-def run_config(cfg: dict, run: Run, device: str | None = None) -> RunConfig:
-    """The RunConfig of one run of the plan (what `pipeline train` would build)."""
-    sets = [f"{k}={format_value(v)}" for k, v in train_settings(cfg, run).items()]
+def run_config(exp: Experiment, run: Run, device: str | None = None) -> RunConfig:
+    """The RunConfig of one run of the plan (what `pipeline train` would build); `device`:
+    the caller's, else the experiment's."""
+    sets = [f"{k}={format_value(v)}" for k, v in train_settings(exp, run).items()]
     return resolve_config(
         interface=run.interface, models=list(run.models), task=run.task, data=run.data,
-        cache=run.cache, out=run_dir(cfg, run), sets=sets, device=device or cfg.get("device"),
+        cache=run.cache, out=run_dir(exp, run), sets=sets, device=device or exp.device,
     )  # fmt: skip
 
 
@@ -36,30 +37,30 @@ def store_paths(run: Run) -> list[str]:
     return [f"{run.cache}/{m}.zarr" for m in run.models]
 
 
-def train_run(cfg: dict, run: Run, device: str | None = None, progress: bool = False,
+def train_run(exp: Experiment, run: Run, device: str | None = None, progress: bool = False,
               force: bool = False) -> Path:  # fmt: skip
     """Train or resume one run (holding its stores as a reader); returns its run directory.
 
     force: discard a run directory left with another config (the grid runner's case; under
     `dvc repro` DVC has removed the directory already).
     """
-    rc = run_config(cfg, run, device)
+    rc = run_config(exp, run, device)
     with Reading(store_paths(run)):
         return train(rc, force=force, progress=progress)
 
 
-def train_packed_runs(pairs: list[tuple[dict, Run]], device: str | None = None) -> list[Path]:
+def train_packed_runs(pairs: list[tuple[Experiment, Run]], device: str | None = None) -> list[Path]:
     """Train (or resume) runs that share one pass over the cache (sfm_fusion/stages/pack.py), holding the
     union of their stores as a reader; run dirs left with another config are discarded."""
-    rcs = [run_config(cfg, run, device) for cfg, run in pairs]
+    rcs = [run_config(exp, run, device) for exp, run in pairs]
     paths = sorted({p for _, run in pairs for p in store_paths(run)})
     with Reading(paths):
         return train_packed(rcs, progress=False, force=True)
 
 
-def _stage(cfg: dict, run: Run) -> None:
-    print("+ pipeline " + shlex.join(train_argv(cfg, run)), flush=True)
-    train_run(cfg, run, progress=sys.stderr.isatty())
+def _stage(exp: Experiment, run: Run) -> None:
+    print("+ pipeline " + shlex.join(train_argv(exp, run)), flush=True)
+    train_run(exp, run, progress=sys.stderr.isatty())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,7 +50,7 @@ from sfm_fusion.stages.grid_jobs import (
     worker_argv,
 )
 from sfm_fusion.stages.pack import pack_groups
-from sfm_fusion.stages.plan import Plan, PlanError, check, load_config, make_plan
+from sfm_fusion.stages.plan import Experiment, Plan, PlanError, check, load_experiment, make_plan
 
 
 @dataclass
@@ -77,7 +77,7 @@ def dvc_changed(root: Path) -> dict[str, list]:
     return json.loads(p.stdout or "{}")
 
 
-def pending_runs(root: Path, cfg: dict, plan: Plan, use_dvc: bool) -> GridReport:
+def pending_runs(root: Path, exp: Experiment, plan: Plan, use_dvc: bool) -> GridReport:
     """Sort the plan's runs into up to date, blocked (stores not extracted yet) and to train.
 
     With DVC: a run is to train when `dvc status` lists its train stage; blocked when one of its
@@ -87,7 +87,7 @@ def pending_runs(root: Path, cfg: dict, plan: Plan, use_dvc: bool) -> GridReport
     rep = GridReport(planned=len(plan.runs))
     changed = dvc_changed(root) if use_dvc else {}
     stale_stores = {s.stamp for k, s in plan.stores.items() if f"extract@{k}" in changed}
-    runs_root = Path(root, (cfg.get("paths") or {}).get("runs_root", "runs"))
+    runs_root = Path(root, exp.paths.runs_root)
     for key, run in plan.runs.items():
         todo = f"train@{key}" in changed if use_dvc else not (runs_root / key / "metrics.json").is_file()  # fmt: skip
         if not todo:
@@ -107,11 +107,11 @@ def pending_runs(root: Path, cfg: dict, plan: Plan, use_dvc: bool) -> GridReport
     return rep
 
 
-def make_jobs(cfg: dict, plan: Plan, keys: list[str], pack: bool = False) -> list[Job]:
+def make_jobs(exp: Experiment, plan: Plan, keys: list[str], pack: bool = False) -> list[Job]:
     """Jobs, longest first (the cost is a guess from the resolved run config): one per run, or
     with `pack` one per group of runs that can share a pass over the cache (sfm_fusion/stages/pack.py:
     the rows of one table column with the same seed), which its worker trains packed."""
-    rcs = {k: run_config(cfg, plan.runs[k]) for k in keys}  # resolved once per run
+    rcs = {k: run_config(exp, plan.runs[k]) for k in keys}  # resolved once per run
     cost = {}
     for k, rc in rcs.items():
         t, run = rc.train, plan.runs[k]
@@ -171,17 +171,17 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
     t0 = time.monotonic()
     root = Path(root).resolve()
     check(root / opts.params)
-    cfg = load_config(root / opts.params)
-    plan = make_plan(cfg)
+    exp = load_experiment(root / opts.params)
+    plan = make_plan(exp)
     use_dvc = is_dvc_repo(root) if opts.dvc is None else opts.dvc
-    rep = pending_runs(root, cfg, plan, use_dvc)
-    jobs = make_jobs(cfg, plan, rep.pending, pack=opts.pack)
-    device = opts.device or str(cfg.get("device", "auto"))
+    rep = pending_runs(root, exp, plan, use_dvc)
+    jobs = make_jobs(exp, plan, rep.pending, pack=opts.pack)
+    device = opts.device or exp.device
     gpus = 0 if device == "cpu" else torch.cuda.device_count()
     slots = local_slots(opts.jobs or gpus or len(usable_cores()), gpus)
     if opts.threads:  # a fixed thread count per slot (its cores stay its share)
         slots = [replace(s, threads=opts.threads) for s in slots]
-    runs_root = root / (cfg.get("paths") or {}).get("runs_root", "runs")
+    runs_root = root / exp.paths.runs_root
     logs = root / (opts.logs or (".dvc/tmp/grid" if use_dvc else runs_root / ".grid-logs"))
     where = f"Dask {opts.cluster}" if opts.cluster else f"{len(slots)} local slot(s)"
     echo(f"{rep.planned} runs: {len(rep.up_to_date)} up to date, {len(rep.blocked)} blocked, "

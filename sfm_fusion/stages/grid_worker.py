@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             lookups = [lookup(a.params, "train", key) for key in a.keys]
             print(f"[grid] {','.join(a.keys)}: training packed", flush=True)
-            for out in train_packed_runs([(cfg, run) for cfg, _, run in lookups], device=a.device):
+            for out in train_packed_runs([(exp, run) for exp, _, run in lookups], device=a.device):
                 print(f"[grid] done -> {out}", flush=True)
             return 0
         except (ValueError, RuntimeError, OSError) as e:
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     for key in a.keys:
         try:
-            cfg, _, run = lookup(a.params, "train", key)
+            exp, _, run = lookup(a.params, "train", key)
             print(f"[grid] {key}: training", flush=True)
-            out = train_run(cfg, run, device=a.device, force=True)
+            out = train_run(exp, run, device=a.device, force=True)
             print(f"[grid] {key}: done -> {out}", flush=True)
         except (ValueError, RuntimeError, OSError) as e:
             if os.environ.get("PIPELINE_DEBUG"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sfm_fusion.stages.plan import load_config
+from sfm_fusion.stages.plan import load_experiment
 from sfm_fusion.stages.report_curves import write_curve_figures, write_curves
 from sfm_fusion.stages.report_figures import write_figures
 from sfm_fusion.stages.report_findings import findings_markdown
@@ -37,7 +37,7 @@ __all__ = ["Layout", "RunResult", "build_layout", "load_runs", "write_report"]
 
 def build_layout(runs: dict[str, RunResult], config: str | Path | None = None) -> Layout:
     """The layout of the config's plan, or one inferred from the runs without a config."""
-    return layout_from_config(load_config(config), runs) if config else layout_from_runs(runs)
+    return layout_from_config(load_experiment(config).to_dict(), runs) if config else layout_from_runs(runs)
 
 
 def write_report(

@@ -16,26 +16,42 @@ longer match the experiment above them. Hyperparameters (`train`, `tasks.<column
 them from params.yaml when they run (sfm_fusion/stages/plan/settings.py), so
 `dvc exp run -S train.lr=...` needs no regeneration.
 
-Config keys (see configs/default.yaml for a commented example):
-    data:       {suite, synth (preset or null), seed, import: {dataset: {corpus, root, args}}}
+The experiment is one typed tree, `Experiment` (experiment.py), parsed once from the YAML by
+`load_experiment(FILE)` with errors that name the file and the key path; docs/CONFIG.md lists
+its keys and the one precedence chain of a run's settings. Its keys (configs/default.yaml is
+a commented example):
+    data:       {suite, synth (preset or null), seed, import: {name: {corpus, root, args}}}
     paths:      {data_root, cache_root, runs_root}
+    device:     auto | cpu | cuda[:N]   (read when a stage runs)
     upstreams:  {name: {whisper_mode?, source?, batch_seconds?}}
     aliases:    {alias: {default: upstream, <column>: upstream}}  # per-column substitutes
-    tasks:      {column: {task, data?, store_data?, set?: {...}, expand?: {key: [values]}, train?: {...}}}
+    tasks:      {column: {task, data?, store_data?, set?: {...}, expand?: {key: [values]},
+                 train?: {...}, args?: {...}}}
                 `data` / `store_data` are paths under data/<suite>/ and may hold `{key}` of the
                 expansion (`iemocap/fold{fold}`); `store_data` (default `data`) is the dir the
                 stores are extracted from, so folds that hold the same utterances share stores.
     table:      [{table?, section, sets: [[upstream|alias, ...]], interfaces: [...], tasks?: [...]}]
     seeds:      [0, 1, 2]  # each run once per seed (keys get `-s<seed>` when more than one);
                            # default [train.seed] or [0]
-    train, interfaces, report: hyperparameters and labels, passed through.
+    defaults:   demo | recipe | none  # which of each task's own defaults the runs start from
+    train, interfaces, report: hyperparameters and labels, passed through; analysis: free-form.
 
-Modules: model.py (the dataclasses), expand.py (`make_plan`), params_file.py (params.yaml:
-`render`, `load_config`, `check`), settings.py (a run's or store's live hyperparameters),
+Modules: experiment.py (the typed experiment, `parse_experiment`), model.py (the plan's
+dataclasses), expand.py (`make_plan`), params_file.py (params.yaml: `render`,
+`load_experiment`, `check`), settings.py (a run's or store's live hyperparameters),
 __main__.py (`python -m sfm_fusion.stages.plan write | check | list`).
 """
 
-from sfm_fusion.stages.plan.expand import experiment_seeds, make_plan, resolve
+from sfm_fusion.stages.plan.expand import as_experiment, experiment_seeds, make_plan, resolve
+from sfm_fusion.stages.plan.experiment import (
+    Column,
+    CorpusImport,
+    Data,
+    Experiment,
+    Paths,
+    Section,
+    parse_experiment,
+)
 from sfm_fusion.stages.plan.model import (
     GENERATED,
     MARKER,
@@ -46,11 +62,17 @@ from sfm_fusion.stages.plan.model import (
     Run,
     Store,
 )
-from sfm_fusion.stages.plan.params_file import check, load_config, render
+from sfm_fusion.stages.plan.params_file import (
+    check,
+    load_experiment,
+    read_experiment_mapping,
+    render,
+)
 from sfm_fusion.stages.plan.settings import extract_argv, train_argv, train_settings
 
 __all__ = [
-    "GENERATED", "MARKER", "STORE_SLOTS", "Plan", "PlanError",
-    "Row", "Run", "Store", "check", "experiment_seeds", "extract_argv", "load_config",
-    "make_plan", "render", "resolve", "train_argv", "train_settings",
+    "GENERATED", "MARKER", "STORE_SLOTS", "Column", "CorpusImport", "Data", "Experiment",
+    "Paths", "Plan", "PlanError", "Row", "Run", "Section", "Store", "as_experiment", "check",
+    "experiment_seeds", "extract_argv", "load_experiment", "make_plan", "parse_experiment",
+    "read_experiment_mapping", "render", "resolve", "train_argv", "train_settings",
 ]  # fmt: skip

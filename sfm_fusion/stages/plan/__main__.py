@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sfm_fusion.stages.plan.expand import make_plan
 from sfm_fusion.stages.plan.model import PlanError
-from sfm_fusion.stages.plan.params_file import check, load_config, render
+from sfm_fusion.stages.plan.params_file import check, load_experiment, render
 from sfm_fusion.stages.plan.settings import extract_argv, train_argv
 
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(a.out or a.config)
             text = render(a.config)
             out.write_text(text, encoding="utf-8")
-            plan = make_plan(load_config(out))
+            plan = make_plan(load_experiment(out))
             print(
                 f"wrote {out}: {len(plan.stores)} stores, {len(plan.runs)} runs, "
                 f"{len(plan.rows)} table rows, seeds {plan.seeds}"
@@ -41,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             check(a.params)
             print(f"{a.params}: up to date")
         else:
-            cfg = load_config(a.config)
-            plan = make_plan(cfg)
+            exp = load_experiment(a.config)
+            plan = make_plan(exp)
             for s in plan.stores.values():
-                print("pipeline " + shlex.join(extract_argv(cfg, s)))
+                print("pipeline " + shlex.join(extract_argv(exp, s)))
             for r in plan.runs.values():
-                print("pipeline " + shlex.join(train_argv(cfg, r)))
+                print("pipeline " + shlex.join(train_argv(exp, r)))
             print(
                 f"# {len(plan.stores)} stores, {len(plan.runs)} runs, {len(plan.rows)} table rows, "
                 f"seeds {plan.seeds}",

@@ -3,8 +3,10 @@
 The plan lists *which* stores and runs exist; their hyperparameters (`upstreams.<name>`,
 `train`, `tasks.<column>`, `interfaces.<name>`) are read here when a stage runs, so
 `dvc exp run -S train.lr=...` needs no re-planning. `train_settings` gives a run's overrides
-as dotted keys (sfm_fusion/stages/config.py's `--set` syntax); `train_argv` / `extract_argv` spell the
-equivalent `pipeline train` / `pipeline extract` command lines (`python -m sfm_fusion.stages.plan list`).
+as dotted keys (sfm_fusion/stages/config.py's `--set` syntax, applied there by `resolve_config`,
+the one place the precedence of docs/CONFIG.md is applied); `train_argv` / `extract_argv`
+spell the equivalent `pipeline train` / `pipeline extract` command lines
+(`python -m sfm_fusion.stages.plan list`).
 """
 
 from __future__ import annotations
@@ -12,38 +14,34 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sfm_fusion.stages.plan.experiment import Experiment
 from sfm_fusion.stages.plan.model import Run, Store
 
 
-def train_settings(cfg: dict, run: Run) -> dict[str, Any]:
-    """One run's overrides, lowest first: train, the column's train, task settings, interface.
-
-    `train.seed` is always the run's own seed (the experiment's `seeds`).
+def train_settings(exp: Experiment, run: Run) -> dict[str, Any]:
+    """One run's `--set` overrides, in the order `resolve_config` applies them (later wins):
+    `defaults`, `train`, the column's `train`, the run's seed, the run's task settings (`set`
+    and its expansion), the column's `args`, the interface's keyword arguments.
     """
-    col = cfg["tasks"][run.column] or {}
+    col = exp.tasks[run.column]
     out: dict[str, Any] = {}
-    if cfg.get("defaults"):  # which of the task's own defaults the runs start from
-        out["defaults"] = cfg["defaults"]
-    for k, v in {**(cfg.get("train") or {}), **(col.get("train") or {})}.items():
+    if exp.defaults:  # which of the task's own defaults the runs start from
+        out["defaults"] = exp.defaults
+    for k, v in {**exp.train, **col.train}.items():
         out[f"train.{k}"] = v
     out["train.seed"] = run.seed
     for k, v in run.settings.items():
         out[f"task_args.{k}"] = v
-    for k, v in (col.get("args") or {}).items():
+    for k, v in col.args.items():
         out[f"task_args.{k}"] = v
-    for k, v in ((cfg.get("interfaces") or {}).get(run.interface) or {}).items():
+    for k, v in exp.interfaces.get(run.interface, {}).items():
         out[f"interface_args.{k}"] = v
     return out
 
 
-def run_dir(cfg: dict, run: Run) -> str:
+def run_dir(exp: Experiment, run: Run) -> str:
     """The run's directory: <paths.runs_root>/<key>."""
-    return f"{(cfg.get('paths') or {}).get('runs_root', 'runs')}/{run.key}"
-
-
-def device_of(cfg: dict, device: str | None = None) -> str:
-    """The device a stage runs on: the caller's, else params.yaml's `device`, else auto."""
-    return str(device or cfg.get("device", "auto"))
+    return f"{exp.paths.runs_root}/{run.key}"
 
 
 def format_value(v: Any) -> str:
@@ -55,19 +53,20 @@ def format_value(v: Any) -> str:
     return str(v)
 
 
-def train_argv(cfg: dict, run: Run, device: str | None = None) -> list[str]:
-    """The equivalent `pipeline train` arguments (without the program name) of one run."""
+def train_argv(exp: Experiment, run: Run, device: str | None = None) -> list[str]:
+    """The equivalent `pipeline train` arguments (without the program name) of one run;
+    `--device` is the caller's, else the experiment's `device`."""
     argv = ["train", "--models", ",".join(run.models), "--interface", run.interface,
             "--task", run.task, "--data", run.data, "--cache", run.cache,
-            "--out", run_dir(cfg, run), "--device", device_of(cfg, device)]  # fmt: skip
-    for k, v in train_settings(cfg, run).items():
+            "--out", run_dir(exp, run), "--device", device or exp.device]  # fmt: skip
+    for k, v in train_settings(exp, run).items():
         argv += ["--set", f"{k}={format_value(v)}"]
     return argv
 
 
-def extract_options(cfg: dict, store: Store) -> dict[str, Any]:
+def extract_options(exp: Experiment, store: Store) -> dict[str, Any]:
     """The upstream's extraction settings for one store: model source, whisper mode, batch."""
-    up = cfg["upstreams"][store.upstream] or {}
+    up = exp.upstreams[store.upstream]
     out: dict[str, Any] = {"model": str(up.get("source", store.upstream))}
     if "whisper_mode" in up:
         out["whisper_mode"] = str(up["whisper_mode"])
@@ -76,12 +75,12 @@ def extract_options(cfg: dict, store: Store) -> dict[str, Any]:
     return out
 
 
-def extract_argv(cfg: dict, store: Store, device: str | None = None) -> list[str]:
+def extract_argv(exp: Experiment, store: Store, device: str | None = None) -> list[str]:
     """The equivalent `pipeline extract` arguments of one store (the stage adopts a store that
     is complete for the same request and rebuilds one made for another)."""
-    opts = extract_options(cfg, store)
+    opts = extract_options(exp, store)
     argv = ["extract", "--model", opts["model"], "--data", store.data, "--out", store.store,
-            "--device", device_of(cfg, device)]  # fmt: skip
+            "--device", device or exp.device]  # fmt: skip
     if "whisper_mode" in opts:
         argv += ["--whisper-mode", opts["whisper_mode"]]
     if "batch_seconds" in opts:
