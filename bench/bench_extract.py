@@ -28,7 +28,8 @@ import torch
 
 from sfm_fusion.audio import load_audio, write_wav
 from sfm_fusion.data.manifest import Utterance, write_manifest
-from sfm_fusion.stages.extract import ExtractConfig, _forward, plan_batches, resolve_device, run
+from sfm_fusion.device import resolve_device
+from sfm_fusion.stages.extract import ExtractConfig, _forward, plan_batches, run
 
 
 def make_clips(root: Path, n: int, max_s: float, seed: int = 0) -> list[Utterance]:

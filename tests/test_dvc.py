@@ -92,9 +92,6 @@ class ExtractResult:
     already: int = 0
     failed: list = field(default_factory=list)
 
-def resolve_device(device):
-    return "cpu"
-
 def run(cfg, upstream=None):
     req = {"model": cfg.model, "whisper-mode": cfg.whisper_mode, "data": cfg.data}
     out = Path(cfg.out)
@@ -177,6 +174,7 @@ FAKE_LIBS = {
     "sfm_fusion/tasks/__init__.py": "class _Task:\n    demo = {}\n    recipe = {}\n\n"
     "TASKS = dict.fromkeys(['asr', 'asr_en', 'ml_asr', 'sv', 'er'], _Task)\n",
     "sfm_fusion/tasks/base.py": "DEFAULTS_LAYERS = ('demo', 'recipe', 'none')\n",
+    "sfm_fusion/device.py": "def resolve_device(name):\n    return 'cpu'\n",
     # packing needs the real trainer; the fake runs train one at a time
     "sfm_fusion/stages/pack.py": "def pack_groups(cfgs):\n    return [[c] for c in cfgs]\n\n"
     "def train_packed(cfgs, progress=False, force=False):\n    raise NotImplementedError\n",

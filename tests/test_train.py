@@ -12,7 +12,7 @@ from sfm_fusion.stages.config import (
     ConfigError,
     RunConfig,
     TrainSettings,
-    load_config,
+    load_run_config,
     resolve_config,
 )
 from sfm_fusion.stages.train import RunDirError, train
@@ -52,7 +52,7 @@ def test_run_dir_holds_config_log_metrics_and_summary(er_suite, tmp_path, capsys
     run = train(_cfg(er_suite, tmp_path / "run"), progress=False)
     err = capsys.readouterr().err
     assert "trainable parameters: interface" in err
-    assert (run / "config.yaml").exists() and load_config(run / "config.yaml").models == [
+    assert (run / "config.yaml").exists() and load_run_config(run / "config.yaml").models == [
         "up_a",
         "up_b",
     ]
@@ -105,7 +105,7 @@ def test_other_config_in_run_dir_is_refused_unless_forced(er_suite, tmp_path):
     with pytest.raises(RunDirError, match="different config"):
         train(_cfg(er_suite, tmp_path / "run", steps=8, lr=0.02), progress=False)
     run = train(_cfg(er_suite, tmp_path / "run", steps=8, lr=0.02), force=True, progress=False)
-    assert load_config(run / "config.yaml").train.lr == 0.02
+    assert load_run_config(run / "config.yaml").train.lr == 0.02
 
 
 def test_early_stopping_after_patience_evaluations(er_suite, tmp_path):

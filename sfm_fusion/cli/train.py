@@ -68,11 +68,11 @@ def train_packed(
     device: str = typer.Option("", help="Override train.device for every run (cpu, cuda ...)."),
 ) -> None:
     """Train (or resume) runs that share one pass over the cache, in groups that can share it."""
-    from sfm_fusion.stages.config import load_config
+    from sfm_fusion.stages.config import load_run_config
     from sfm_fusion.stages.pack import pack_groups
     from sfm_fusion.stages.pack import train_packed as run_packed
 
-    cfgs = [load_config(c) for c in configs]
+    cfgs = [load_run_config(c) for c in configs]
     for cfg in cfgs:
         cfg.train.device = device or cfg.train.device
     for group in pack_groups(cfgs):

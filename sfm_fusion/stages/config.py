@@ -267,7 +267,8 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def load_config(path: str | Path) -> RunConfig:
+def load_run_config(path: str | Path) -> RunConfig:
+    """The RunConfig a run directory holds (RUN_DIR/config.yaml, written by `save_config`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(

@@ -17,10 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from sfm_fusion.data.manifest import read_manifests
+from sfm_fusion.device import resolve_device
 from sfm_fusion.encoding import check_encoding
 from sfm_fusion.layers import parse_layers
 from sfm_fusion.stages.dvc_stage import stage_main
-from sfm_fusion.stages.extract import ExtractConfig, ExtractResult, resolve_device, run
+from sfm_fusion.stages.extract import ExtractConfig, ExtractResult, run
 from sfm_fusion.stages.plan import Experiment, PlanError, Store
 from sfm_fusion.stages.plan.settings import extract_argv, extract_options
 from sfm_fusion.stages.store_lock import StoreUse

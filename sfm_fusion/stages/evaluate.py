@@ -24,7 +24,7 @@ from sfm_fusion.checkpoint import json_default, load_checkpoint
 from sfm_fusion.data.splits import read_splits
 from sfm_fusion.errors import UserError
 from sfm_fusion.run_inputs import compare_inputs, read_inputs
-from sfm_fusion.stages.config import load_config
+from sfm_fusion.stages.config import load_run_config
 from sfm_fusion.stages.feed import build_setup, console
 from sfm_fusion.stages.train import reseed, score_split
 
@@ -54,7 +54,7 @@ def evaluate(
 ) -> Path:
     """Score `split` with RUN_DIR/checkpoints/best.pt; returns the eval json written."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir / "config.yaml")
     best = run_dir / "checkpoints" / "best.pt"
     if not best.exists():
         raise FileNotFoundError(

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from sfm_fusion.data.manifest import read_manifests
+from sfm_fusion.device import resolve_device
 from sfm_fusion.encoding import (
     AbsMax,
     check_encoding,
@@ -97,14 +98,6 @@ class ExtractResult:
     failed: list[dict] = field(default_factory=list)  # [{id, reason}] of this run
     audio_seconds: float = 0.0  # audio processed by this run
     wall_seconds: float = 0.0
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA device is visible; use --device cpu")
-    return device
 
 
 class _AsyncWriter:

@@ -24,6 +24,7 @@ from torch import nn
 from sfm_fusion.audio import load_audio
 from sfm_fusion.data.manifest import Utterance
 from sfm_fusion.data.splits import read_splits
+from sfm_fusion.device import resolve_device
 from sfm_fusion.interfaces import build
 from sfm_fusion.loader import FeatureDataset, make_loader
 from sfm_fusion.run_inputs import check_agreement, describe_inputs, find_stores
@@ -56,12 +57,6 @@ class Setup:
         console.print(msg)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_setup(
     cfg: RunConfig,
     *,
@@ -78,7 +73,7 @@ def build_setup(
     with every store (ids present, durations matching frame counts), else ManifestStoreMismatch.
     """
     t = cfg.train
-    device = resolve_device(t.device)
+    device = torch.device(resolve_device(t.device))
     data_dir = Path(data if data is not None else cfg.data)
     onthefly = t.features == "onthefly"
     found = read_splits(

@@ -32,9 +32,10 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sfm_fusion.data.manifest import read_manifest
+from sfm_fusion.device import resolve_device
 from sfm_fusion.errors import UserError
 from sfm_fusion.stages.config import RunConfig
-from sfm_fusion.stages.feed import Setup, find_stores, iter_batches, resolve_device
+from sfm_fusion.stages.feed import Setup, find_stores, iter_batches
 from sfm_fusion.stages.train import Trainer, console, epoch_stream, open_run, trainable
 from sfm_fusion.store import open_store
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sfm_fusion.errors import UserError
 from sfm_fusion.run_inputs import InputsChanged, compare_inputs, read_inputs
-from sfm_fusion.stages.config import RunConfig, identity, load_config, save_config
+from sfm_fusion.stages.config import RunConfig, identity, load_run_config, save_config
 from sfm_fusion.stages.feed import console
 
 RUN_OUTPUTS = ("checkpoints", "log.jsonl", "metrics.json", "interface_summary.json", "inputs.json")
@@ -45,7 +45,7 @@ def prepare_run_dir(cfg: RunConfig, force: bool = False) -> bool:
     run_dir = Path(cfg.out)
     cfg_path = run_dir / "config.yaml"
     if cfg_path.exists():
-        old = load_config(cfg_path)
+        old = load_run_config(cfg_path)
         if identity(old) != identity(cfg):
             if not force:
                 a, b = _flat(identity(old)), _flat(identity(cfg))
