@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from sfm_fusion.cli.errors import ErrorHandlingGroup
+from sfm_fusion.cli.names import RegistryHelp
 
 app = typer.Typer(
     name="pipeline",
@@ -49,11 +50,14 @@ app.add_typer(
 )
 app.command(
     "extract",
+    cls=RegistryHelp,
     help="Stage one: run a frozen upstream over a manifest and store every layer's hidden states.",
 )(extract.extract)
-app.command("train", help="Stage two: train an interface and a task head from cached stores.")(
-    train.train
-)
+app.command(
+    "train",
+    cls=RegistryHelp,
+    help="Stage two: train an interface and a task head from cached stores.",
+)(train.train)
 app.command(
     "train-packed",
     help="Train runs that share one pass over the cache (RUN_DIR/config.yaml files).",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from sfm_fusion.cli.names import RegistryHelp
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -40,10 +42,10 @@ def _splits(data: Path, names: tuple[str, ...], required: tuple[str, ...] = ("tr
     return read_splits(data, names, required=required)
 
 
-@app.command("probe")
+@app.command("probe", cls=RegistryHelp)
 def probe(
     model: str = typer.Option(..., "--model", help="Upstream(s), comma-separated: one curve each."),
-    task: str = typer.Option(..., "--task", help="er, sv, asr_en (asr) or ml_asr."),
+    task: str = typer.Option(..., "--task", help="Task: {probe_tasks}."),
     data: Path = typer.Option(..., "--data", help="Task data dir with train/dev/test.jsonl."),
     cache: Path = typer.Option(..., "--cache", help="CACHE_DIR holding <model>.zarr for DATA."),
     out: Path = typer.Option(..., "--out", help="Writes OUT/probe_<task>.json and .png."),
@@ -69,7 +71,9 @@ def probe(
     )
 
     if task not in CLASSIFIER_TASKS + CTC_TASKS:
-        raise typer.BadParameter(f"--task {task!r}: use er, sv, asr_en or ml_asr")
+        raise typer.BadParameter(
+            f"--task {task!r}: use one of {', '.join(CLASSIFIER_TASKS + CTC_TASKS)}"
+        )
     names = _names(model)
     readers = dict(zip(names, _open(names, cache, store), strict=True))
     splits = _splits(data, ("train", "dev", "test"))

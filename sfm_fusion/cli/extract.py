@@ -24,7 +24,7 @@ def extract(
     model: str = typer.Option(
         ...,
         "--model",
-        help="Registry name (e.g. whisper_tiny_en, wavlm_base_plus), hub id, local HF dir, Whisper checkpoint or CTranslate2 dir.",
+        help="Registry name ({upstreams}), hub id, local HF dir, Whisper checkpoint or CTranslate2 dir.",
     ),
     data: Path = typer.Option(
         ..., "--data", help="A manifest (.jsonl) or a task folder with train/dev/test.jsonl."

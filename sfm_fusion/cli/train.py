@@ -8,11 +8,12 @@ import typer
 
 
 def train(
-    interface: str = typer.Option(..., help="Fusion interface: ws, hconv, chconv or gumd."),
+    interface: str = typer.Option(..., help="Fusion interface: {interfaces}."),
     models: str = typer.Option(
-        ..., help="Upstreams, comma-separated (their stores are CACHE/<name>.zarr)."
+        ...,
+        help="Upstreams, comma-separated (their stores are CACHE/<name>.zarr); registered: {upstreams}.",
     ),
-    task: str = typer.Option(..., help="Task: er, asr (asr_en), ml_asr or sv."),
+    task: str = typer.Option(..., help="Task: {tasks}."),
     data: Path = typer.Option(..., help="Task data dir holding train/dev/test.jsonl."),
     cache: Path = typer.Option(..., help="CACHE_DIR holding <upstream>.zarr stores for DATA."),
     out: Path = typer.Option(..., help="RUN_DIR: config, checkpoints, log and metrics go here."),
