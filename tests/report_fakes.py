@@ -61,7 +61,7 @@ def fake_run(
             ],
         }
     else:
-        summ = {"layer_norms": rng.random(max(L for L, _ in shapes))}
+        summ = {"first_conv_norms": rng.random(max(L for L, _ in shapes))}
     (run_dir / "interface_summary.json").write_text(json.dumps(summ, default=lambda a: a.tolist()))
 
 

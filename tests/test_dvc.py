@@ -124,7 +124,7 @@ def train(cfg, *, force=False, progress=True):
             for s in ("dev", "test")]
     (run / "metrics.json").write_text(json.dumps(recs))
     (run / "log.jsonl").write_text(json.dumps({"step": 10, "train_loss": 1.0, "dev_" + metric: v}) + "\\n")
-    (run / "interface_summary.json").write_text(json.dumps({"weights": [[0.5, 0.5]], "layer_norms": [1.0, 2.0]}))
+    (run / "interface_summary.json").write_text(json.dumps({"weights": [[0.5, 0.5]], "first_conv_norms": [1.0, 2.0]}))
     return run
 """
 FAKE_STORE = """

@@ -66,7 +66,7 @@ def test_tap_normalised_norms_remove_the_kernel_geometry():
     stack = HConvStack(7, 8)
     with torch.no_grad():
         stack.transforms[0].weight.fill_(0.5)  # every tap alike: nothing learned
-    raw = stack.layer_norms()
+    raw = stack.first_conv_norms()
     assert raw.max() / raw.min() == pytest.approx(np.sqrt(2))  # the geometry shows up raw
     assert np.allclose(tap_normalized_norms(raw), raw.min())  # and is gone normalised
 

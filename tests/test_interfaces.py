@@ -33,7 +33,7 @@ def test_hconv_flattens_channel_first_like_the_authors():
     assert ref.shape == (8, 384, 2)
     torch.testing.assert_close(out.reshape(8, 768), ref.reshape(8, 768))
     assert out.shape == (2, 4, 768) and n.tolist() == [4, 4]
-    assert itf.learned_summary()["layer_norms"].shape == (13,)
+    assert itf.learned_summary()["first_conv_norms"].shape == (13,)
 
 
 @pytest.mark.parametrize("name", ["ws", "hconv", "chconv", "gumd"])

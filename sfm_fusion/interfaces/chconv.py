@@ -58,5 +58,5 @@ class CHConv(Interface):
         return zero_padding(y, n), n
 
     def learned_summary(self) -> dict[str, Any]:
-        """{"layer_norms": (L,) first-conv weight norm per (aligned) input layer}."""
-        return {"layer_norms": self.hconv.layer_norms()}
+        """{"first_conv_norms": (L,) first-conv weight norm per (aligned) input layer}."""
+        return {"first_conv_norms": self.hconv.first_conv_norms()}

@@ -69,7 +69,7 @@ class HConvStack(nn.Module):
         x = self.transforms(x)  # (B*T, D // L', L')
         return x.reshape(B, T, -1)  # (B, T, (D // L') * L'), channel-first flatten
 
-    def layer_norms(self) -> np.ndarray:
+    def first_conv_norms(self) -> np.ndarray:
         """Frobenius norm of the first conv's weights that touch each input layer, (L,).
 
         Output position p reads input layers 3p - 2 + k for kernel taps k = 0..4, so layer l's
@@ -126,5 +126,5 @@ class HConv(Interface):
         return zero_padding(self.hconv(x), n), n
 
     def learned_summary(self) -> dict[str, Any]:
-        """{"layer_norms": (L,) first-conv weight norm per (aligned) input layer}."""
-        return {"layer_norms": self.hconv.layer_norms()}
+        """{"first_conv_norms": (L,) first-conv weight norm per (aligned) input layer}."""
+        return {"first_conv_norms": self.hconv.first_conv_norms()}

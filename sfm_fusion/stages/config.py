@@ -1,10 +1,9 @@
 """Run configuration: dataclasses, per-task defaults, a YAML file and `--set key=value` overrides.
 
-Precedence, lowest first (docs/CONFIG.md has the whole chain, the experiment's side too):
-dataclass defaults < the task's own defaults (`defaults: demo | recipe | none`, held by the Task
-class in sfm_fusion/tasks) < `--config FILE.yaml` < `--set` (in order) < explicit command-line
-arguments (`--device` included, `auto` too). The resolved config is written to
-RUN_DIR/config.yaml and is what a resumed run is compared against.
+`resolve_config` is the one place that applies the precedence chain of a run's settings (the
+table in docs/CONFIG.md: dataclass defaults, the task's own defaults, `--config`, `--set`,
+explicit arguments). The resolved config is written to RUN_DIR/config.yaml and is what a
+resumed run is compared against.
 
 The `demo` defaults suit the built-in offline suite on 2 CPU cores (a few hundred steps, small
 heads); `recipe` holds the anchors' recipes (SUPERB / ML-SUPERB) for the paper config.
@@ -191,7 +190,7 @@ def resolve_config(
     stores: list[str] | None = None,
     device: str | None = None,
 ) -> RunConfig:
-    """The resolved config of a run (see the module docstring for precedence)."""
+    """The resolved config of a run: the precedence chain of docs/CONFIG.md, applied here only."""
     file_cfg: dict[str, Any] = {}
     if config is not None:
         path = Path(config)

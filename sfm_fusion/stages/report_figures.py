@@ -12,7 +12,7 @@ One subplot per table row (upstream set × interface) and task column; a cell ov
 or languages shows the mean of its runs. Figures are 1,200 pixels wide (DPI 100) so that a
 4-column grid fits a page. Keys read from interface_summary.json (sfm_fusion/interfaces/*.py
 `learned_summary`): ws `weights` [(L_i,)], gumd `histogram` [(L_i,)] or `selected_layer`
-[(D_i,)], hconv/chconv `layer_norms` (L,).
+[(D_i,)], hconv/chconv `first_conv_norms` (L,).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def gumd_shares(run: RunResult) -> list[np.ndarray] | None:
 
 def hconv_tap_norms(run: RunResult) -> list[np.ndarray] | None:
     """[(L,)]: first-conv weight norm per (aligned) input state / sqrt(kernel taps reading it)."""
-    n = run.summary.get("layer_norms", run.summary.get("hconv_first_norms"))
+    keys = ("first_conv_norms", "layer_norms", "hconv_first_norms")  # older run dirs: earlier keys
+    n = next((run.summary[k] for k in keys if k in run.summary), None)
     return [tap_normalized_norms(n)] if n is not None and len(n) else None
 
 
