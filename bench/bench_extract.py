@@ -29,7 +29,7 @@ import torch
 from sfm_fusion.audio import load_audio, write_wav
 from sfm_fusion.data.manifest import Utterance, write_manifest
 from sfm_fusion.device import resolve_device
-from sfm_fusion.stages.extract import ExtractConfig, _forward, plan_batches, run
+from sfm_fusion.stages.extract import ExtractConfig, _forward, make_batches, run
 
 
 def make_clips(root: Path, n: int, max_s: float, seed: int = 0) -> list[Utterance]:
@@ -51,7 +51,7 @@ def make_clips(root: Path, n: int, max_s: float, seed: int = 0) -> list[Utteranc
 def bare_forward(up, utts, mode: str, batch_seconds: float, device: str) -> tuple[float, int]:
     """Seconds for the forward of every batch (audio in memory); returns (time, feature bytes)."""
     wav = {u.id: load_audio(u.path) for u in utts}
-    batches = plan_batches(utts, up, mode, batch_seconds, 64)
+    batches = make_batches(utts, up, mode, batch_seconds, 64)
     _forward(up, [wav[u.id] for u in batches[0]], device)  # warm-up
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from fakes import FakeStore
 
-from sfm_fusion.analysis.cka import StreamingCKA, linear_cka, plan_passes
+from sfm_fusion.analysis.cka import StreamingCKA, group_passes, linear_cka
 from sfm_fusion.analysis.similarity import (
     align_utterance,
     common_frames,
@@ -80,8 +80,8 @@ def test_streaming_equals_full_batch_whatever_the_chunks():
 
 def test_plan_passes_cover_every_pair():
     widths = [8] * 10
-    assert plan_passes(widths, 1e9) == [list(range(10))]
-    passes = plan_passes(widths, (2 * 24) ** 2 * 8)  # groups of width <= 24: three blocks each
+    assert group_passes(widths, 1e9) == [list(range(10))]
+    passes = group_passes(widths, (2 * 24) ** 2 * 8)  # groups of width <= 24: three blocks each
     assert all(sum(widths[k] for k in p) <= 48 for p in passes)
     covered = {(u, v) for p in passes for u in p for v in p}
     assert covered >= {(u, v) for u in range(10) for v in range(10)}

@@ -201,11 +201,11 @@ def test_extract_8bit_equals_encoded_fp16_and_resumes(tmp_path, enc):
     assert digest(one) == before
     # the sample: evenly spaced whole batches
     from sfm_fusion.data.manifest import read_manifests
-    from sfm_fusion.stages.extract import plan_batches
+    from sfm_fusion.stages.extract import make_batches
 
-    plan = plan_batches(read_manifests(str(data)), FakeUpstream(), "pad30", 2.0, 64)
-    picks = calibration_batches(plan, 2.0)
-    assert 0 < len(picks) < len(plan) and picks == calibration_batches(plan, 2.0)
+    batches = make_batches(read_manifests(str(data)), FakeUpstream(), "pad30", 2.0, 64)
+    picks = calibration_batches(batches, 2.0)
+    assert 0 < len(picks) < len(batches) and picks == calibration_batches(batches, 2.0)
 
 
 def test_cli_extract_int8_half_the_bytes_and_verify(tmp_path, monkeypatch):

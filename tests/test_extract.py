@@ -18,7 +18,7 @@ import torch
 
 from sfm_fusion.audio import write_wav
 from sfm_fusion.data.manifest import Utterance, write_manifest
-from sfm_fusion.stages.extract import ExtractConfig, plan_batches, run, run_cluster
+from sfm_fusion.stages.extract import ExtractConfig, make_batches, run, run_cluster
 from sfm_fusion.store import FingerprintMismatch, StoreError, StoreFull, open_store, part_name
 from sfm_fusion.upstreams.base import UpstreamSpec
 
@@ -94,14 +94,14 @@ def cfg_for(data: Path, out: Path, **kw) -> ExtractConfig:
 def test_plan_batches_minimal_padding():
     utts = [Utterance(f"a{i}", "x", d, SR, "train") for i, d in enumerate([1, 2, 2, 2, 3, 0.5, 1])]
     up = FakeUpstream()
-    b = plan_batches(utts, up, "pad30", batch_seconds=4.0, max_batch=64)
+    b = make_batches(utts, up, "pad30", batch_seconds=4.0, max_batch=64)
     assert [[u.duration for u in x] for x in b] == [[0.5, 1, 1], [2, 2], [2], [3]]
     up.pad_sensitive = True  # equal lengths only
-    b = plan_batches(utts, up, "pad30", batch_seconds=100.0, max_batch=64)
+    b = make_batches(utts, up, "pad30", batch_seconds=100.0, max_batch=64)
     assert [[u.duration for u in x] for x in b] == [[0.5], [1, 1], [2, 2, 2], [3]]
     up.spec = replace(up.spec, family="whisper")  # pad30 costs 30 s per utterance
     up.pad_sensitive = False
-    assert len(plan_batches(utts, up, "pad30", batch_seconds=60.0, max_batch=64)) == 4
+    assert len(make_batches(utts, up, "pad30", batch_seconds=60.0, max_batch=64)) == 4
 
 
 def _lengths(data: Path) -> dict[str, int]:

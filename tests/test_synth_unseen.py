@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from sfm_fusion.data.synth import TASKS, plan
+from sfm_fusion.data.synth import TASKS, draw_specs
 from sfm_fusion.data.voices import (
     ALL_VARIANTS,
     FLITE_VOICES,
@@ -32,7 +32,7 @@ def _parts(spec) -> tuple[str, str | None]:
 @pytest.mark.parametrize("preset", ["tiny", "demo"])
 @pytest.mark.parametrize("task", TASKS)
 def test_unseen_split_shares_no_voice_or_setting_with_training(task, preset):
-    specs = plan(task, preset, seed=0)
+    specs = draw_specs(task, preset, seed=0)
     train = [s for s in specs if s.split == "train"]
     unseen = [s for s in specs if s.split == "test_unseen"]
     assert train and unseen
@@ -54,7 +54,7 @@ def test_unseen_split_shares_no_voice_or_setting_with_training(task, preset):
 
 @pytest.mark.parametrize("preset", ["tiny", "demo"])
 def test_asr_unseen_sentences_are_in_no_other_split(preset):
-    specs = plan("asr_en", preset, seed=0)
+    specs = draw_specs("asr_en", preset, seed=0)
     unseen = [s.text for s in specs if s.split == "test_unseen"]
     others = {s.text for s in specs if s.split != "test_unseen"}
     assert len(unseen) == len(set(unseen))
@@ -65,7 +65,7 @@ def test_voice_pools_are_disjoint_and_demo_uses_both_engines_everywhere():
     assert set(VARIANTS).isdisjoint(UNSEEN_VARIANTS)
     assert set(VARIANTS) | set(UNSEEN_VARIANTS) == set(ALL_VARIANTS)
     assert set(FLITE_VOICES).isdisjoint(FLITE_VOICES_UNSEEN)
-    specs = plan("asr_en", "demo", seed=0)
+    specs = draw_specs("asr_en", "demo", seed=0)
     for split in ("train", "dev", "test", "test_unseen"):
         engines = [s.engine for s in specs if s.split == split]
         assert 0.2 < engines.count("flite") / len(engines) < 0.65, split

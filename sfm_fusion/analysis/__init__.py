@@ -7,6 +7,6 @@
 - `plots`: the PNG figures.
 """
 
-from sfm_fusion.analysis.cka import StreamingCKA, linear_cka, plan_passes
+from sfm_fusion.analysis.cka import StreamingCKA, group_passes, linear_cka
 
-__all__ = ["StreamingCKA", "linear_cka", "plan_passes"]
+__all__ = ["StreamingCKA", "linear_cka", "group_passes"]

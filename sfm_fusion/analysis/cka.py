@@ -20,7 +20,7 @@ G = sum z z^T over every chunk; then
 and Zc = Xc because centring removes any shift. One accumulator over all K blocks stacked
 side by side (z of width W) gives every block pair's centred cross-covariance at once: the
 (u, v) block of G - s s^T / n. Memory is W x W float64 whatever the number of frames; when W is
-too wide for the budget, `plan_passes` splits the blocks into groups and each pass accumulates
+too wide for the budget, `group_passes` splits the blocks into groups and each pass accumulates
 one pair of groups (the data is read once per pass).
 """
 
@@ -110,7 +110,7 @@ class StreamingCKA:
         return out
 
 
-def plan_passes(widths: Sequence[int], budget_bytes: float) -> list[list[int]]:
+def group_passes(widths: Sequence[int], budget_bytes: float) -> list[list[int]]:
     """Which blocks each pass accumulates together so that one pass's W x W float64 fits.
 
     Returns lists of block indices. One pass with every block when it fits; otherwise the

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfm_fusion.analysis.cka import StreamingCKA, plan_passes
+from sfm_fusion.analysis.cka import StreamingCKA, group_passes
 from sfm_fusion.analysis.plots import cka_heatmap
 from sfm_fusion.interfaces.align import reference_index, resample_frames
 
@@ -162,7 +162,7 @@ def layer_similarity(
         random.Random(seed).shuffle(ids)
     units = [(i, layer) for i, r in enumerate(readers) for layer in range(r.num_layers)]
     widths = [int(readers[i].dim) for i, _ in units]
-    passes = plan_passes(widths, memory_bytes)
+    passes = group_passes(widths, memory_bytes)
     full = np.full((len(units), len(units)), np.nan)
     pm = position_means(readers, ids, max_frames) if remove_position else None
     frames = 0

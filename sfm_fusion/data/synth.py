@@ -35,7 +35,7 @@ voices at extreme pitch and rate 0.71); the sentences are random word strings, s
 language model helps. `pipeline data synth --preset demo` (93 minutes of audio) took 46 s
 on 2 busy cores.
 
-Every utterance is planned by sfm_fusion.data.synth_plan (deterministic for a seed);
+Every utterance is drawn as a spec by sfm_fusion.data.synth_specs (deterministic for a seed);
 `render` turns one spec into a wav. Words come from sfm_fusion/data/words/ (hand-written).
 """
 
@@ -55,7 +55,7 @@ from scipy.signal import resample_poly
 from sfm_fusion.audio import write_wav
 from sfm_fusion.data.augment import apply
 from sfm_fusion.data.manifest import write_manifest, write_trials
-from sfm_fusion.data.synth_plan import (
+from sfm_fusion.data.synth_specs import (
     ALL_SPLITS,
     EMOTIONS,
     PRESETS,
@@ -64,9 +64,9 @@ from sfm_fusion.data.synth_plan import (
     UNSEEN,
     Preset,
     UttSpec,
+    draw_specs,
     er_parameters,
     make_trials,
-    plan,
     sv_speakers,
     voice_table,
     words,
@@ -75,7 +75,7 @@ from sfm_fusion.data.voices import SynthError, espeak_version, flite_version, sp
 
 __all__ = [
     "ALL_SPLITS", "EMOTIONS", "PRESETS", "SAMPLE_RATE", "SYNTH_VERSION", "TASKS", "Preset",
-    "SynthError", "UttSpec", "er_parameters", "make_trials", "plan", "render", "sv_speakers",
+    "SynthError", "UttSpec", "draw_specs", "er_parameters", "make_trials", "render", "sv_speakers",
     "synthesize", "words",
 ]  # fmt: skip
 
@@ -131,7 +131,8 @@ def synthesize(
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
         tasks = {
-            task: _build_task(out / task, plan(task, preset, seed), seed, pool) for task in TASKS
+            task: _build_task(out / task, draw_specs(task, preset, seed), seed, pool)
+            for task in TASKS
         }
     total = sum(t[s]["seconds"] for t in tasks.values() for s in ALL_SPLITS)
     meta = {**key, "sample_rate": SAMPLE_RATE, "voices": voice_table()}

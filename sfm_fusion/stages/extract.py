@@ -1,15 +1,15 @@
 """Stage one: run a frozen upstream over a manifest and store every hidden state.
 
-    manifest -> plan (length-sorted batches) -> [audio prefetch thread] -> forward (main thread)
+    manifest -> length-sorted batches -> [audio prefetch thread] -> forward (main thread)
              -> bounded queue -> [writer thread: StoreWriter.append / commit] -> store part
 
-The batch plan is a pure function of the manifest, the upstream and `batch_seconds`, so every
+The batches are a pure function of the manifest, the upstream and `batch_seconds`, so every
 utterance is computed in the same batch whether the run is whole, resumed after a kill, one of
 `--shard i/n` (shard i takes batches i, i+n, ...) or a Dask worker: per-utterance arrays are
 bit-identical across all of them. The writer commits only at batch boundaries.
 
 Encodings (`encoding`: fp16 | int8 | fp8, sfm_fusion/encoding.py): before anything is written, a
-calibration pass runs the upstream over a deterministic sample of the batch plan (evenly spaced
+calibration pass runs the upstream over a deterministic sample of the batches (evenly spaced
 whole batches, about `calib_seconds` of audio) and takes the scales (L, D) from its per-(layer,
 channel) absmax; every shard and every resumed run computes the same sample and the same
 scales (a store that already holds scales reuses them). Values are encoded on the extraction
@@ -49,7 +49,7 @@ from sfm_fusion.stages.extract_encode import (  # noqa: F401  (re-exported: sfm_
     _load,
     _run_batch,
     calibration_batches,
-    plan_batches,
+    make_batches,
 )
 from sfm_fusion.store import (
     CHUNK_BYTES,
@@ -196,13 +196,13 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
         _force(cfg.out, fp, i, n)
     check_fingerprint(cfg.out, fp)
     bs = cfg.batch_seconds or (400.0 if device.startswith("cuda") else 40.0)
-    plan = plan_batches(utts, up, cfg.whisper_mode, bs, cfg.max_batch)
-    mine = plan[i::n]
+    batches = make_batches(utts, up, cfg.whisper_mode, bs, cfg.max_batch)
+    mine = batches[i::n]
     res = ExtractResult(store=str(cfg.out), shard=(i, n))
     enc = Encoder(None if full else layers, encoding)
     calibrated: dict[str, np.ndarray] = {}  # id -> stored values, for this shard's sample batches
     if is_8bit(encoding):
-        enc.scales, calibrated = _scales(cfg, up, plan, device, enc, own=set(range(i, len(plan), n)))  # fmt: skip
+        enc.scales, calibrated = _scales(cfg, up, batches, device, enc, own=set(range(i, len(batches), n)))  # fmt: skip
     # ~8 MiB chunks at fp16; smaller for small stores, whose zero-padded last chunk would
     # dominate. Frames a chunk are page-aligned at one byte a value, so every encoding of a
     # store gets the same chunk frames (and pads the same frames: 8-bit bytes stay 0.5x fp16's)
@@ -252,7 +252,7 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     return res
 
 
-def _scales(cfg: ExtractConfig, up, plan, device: str, enc: Encoder, own: set[int]):
+def _scales(cfg: ExtractConfig, up, batches, device: str, enc: Encoder, own: set[int]):
     """Scales (L, D) of an 8-bit store, and the encoded features of `own` calibration batches.
 
     A store that already holds scales (a resumed run, or another shard got there first) keeps
@@ -267,12 +267,12 @@ def _scales(cfg: ExtractConfig, up, plan, device: str, enc: Encoder, own: set[in
             have = np.asarray(root["scales"][...], np.float32)
             if have.any():
                 return have, {}
-    picks = calibration_batches(plan, cfg.calib_seconds)
+    picks = calibration_batches(batches, cfg.calib_seconds)
     fp16 = Encoder(enc.layers)
     acc = AbsMax(len(enc.layers) if enc.layers is not None else up.spec.num_layers, up.spec.dim)
     kept: dict[str, np.ndarray] = {}
     for b in picks:
-        results, _ = _run_batch(up, _load(plan[b], up.spec.sample_rate), device, fp16)
+        results, _ = _run_batch(up, _load(batches[b], up.spec.sample_rate), device, fp16)
         for uid, x in results:
             acc.update(x)
             if b in own:

@@ -1,4 +1,4 @@
-"""Stage one's compute side: the batch plan (`plan_batches`), loading a batch's audio, the
+"""Stage one's compute side: the length-sorted batches (`make_batches`), loading a batch's audio, the
 forward with a one-by-one retry of a failing batch (`_run_batch`), what happens to each upstream
 output on the device (`Encoder`: layer subset, fp16, 8-bit encoding), and which batches
 calibrate the 8-bit scales (`calibration_batches`). Used by sfm_fusion/stages/extract.py."""
@@ -43,17 +43,17 @@ class Encoder:
         return q.contiguous().cpu(), finite
 
 
-def calibration_batches(plan: list[list[Utterance]], seconds: float) -> list[int]:
-    """Indices of evenly spaced whole batches of `plan` holding about `seconds` of audio.
+def calibration_batches(batches: list[list[Utterance]], seconds: float) -> list[int]:
+    """Indices of evenly spaced whole batches of `batches` holding about `seconds` of audio.
 
-    A pure function of the plan: every shard and every resumed run picks the same batches.
+    A pure function of the batches: every shard and every resumed run picks the same batches.
     """
-    total = sum(u.duration for b in plan for u in b)
-    if not plan:
+    total = sum(u.duration for b in batches for u in b)
+    if not batches:
         return []
     stride = max(1, int(np.ceil(total / max(seconds, 1e-9))))
-    stride = min(stride, len(plan))
-    return list(range(stride // 2, len(plan), stride))
+    stride = min(stride, len(batches))
+    return list(range(stride // 2, len(batches), stride))
 
 
 def _effective_samples(n: int, spec, whisper_mode: str) -> int:
@@ -64,7 +64,7 @@ def _effective_samples(n: int, spec, whisper_mode: str) -> int:
     return n
 
 
-def plan_batches(
+def make_batches(
     utts: list[Utterance], up, whisper_mode: str, batch_seconds: float, max_batch: int
 ) -> list[list[Utterance]]:
     """Length-sorted batches with padded cost <= batch_seconds (one utterance may exceed it).

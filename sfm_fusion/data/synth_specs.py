@@ -1,4 +1,4 @@
-"""Planning the built-in suite: every utterance as a `UttSpec` (text, engine, voice, prosody,
+"""The built-in suite as specs: every utterance as a `UttSpec` (text, engine, voice, prosody,
 augmentation), drawn from a generator seeded by (seed, task, index) alone, so the suite is
 identical whatever the pool size or order. No audio is made here (see sfm_fusion.data.synth).
 
@@ -200,10 +200,10 @@ def _spec(task: str, i: int, split: str, ws: list[str], engine_voice, prosody, a
     )  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------- planning
+# ---------------------------------------------------------------------------- drawing specs
 
 
-def plan(task: str, preset: str | Preset = "demo", seed: int = 0) -> list[UttSpec]:
+def draw_specs(task: str, preset: str | Preset = "demo", seed: int = 0) -> list[UttSpec]:
     """All utterance specs of one task, in ALL_SPLITS order (no audio is made)."""
     p = PRESETS[preset] if isinstance(preset, str) else preset
     if task == "asr_en":
