@@ -78,7 +78,7 @@ def test_streaming_equals_full_batch_whatever_the_chunks():
     np.testing.assert_allclose(acc32.matrix(), direct, atol=1e-5)
 
 
-def test_plan_passes_cover_every_pair():
+def test_group_passes_cover_every_pair():
     widths = [8] * 10
     assert group_passes(widths, 1e9) == [list(range(10))]
     passes = group_passes(widths, (2 * 24) ** 2 * 8)  # groups of width <= 24: three blocks each

@@ -91,7 +91,7 @@ def cfg_for(data: Path, out: Path, **kw) -> ExtractConfig:
     return ExtractConfig(**base)
 
 
-def test_plan_batches_minimal_padding():
+def test_make_batches_minimal_padding():
     utts = [Utterance(f"a{i}", "x", d, SR, "train") for i, d in enumerate([1, 2, 2, 2, 3, 0.5, 1])]
     up = FakeUpstream()
     b = make_batches(utts, up, "pad30", batch_seconds=4.0, max_batch=64)
