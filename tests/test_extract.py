@@ -343,3 +343,26 @@ def test_force_on_one_shard_rebuilds_only_its_part(tmp_path):
     assert res.written > 0 and res.already == 0
     assert digest(out) == before  # part 0 rebuilt to the same bytes
     assert {str(p): p.stat().st_ino for p in (out / part_name(1, 2)).rglob("*") if p.is_file()} == kept  # fmt: skip
+
+
+@pytest.mark.slow
+def test_local_shards_write_the_store_one_process_writes(tiny_suite, tmp_path):
+    """The DVC stage's CPU path: n single-threaded shard processes (real Whisper tiny.en) give
+    the same utterances with bit-identical values as one process, and report merged counts."""
+    from sfm_fusion.data.manifest import read_manifests
+    from sfm_fusion.stages.extract import cpu_shards, run_local_shards
+
+    utts = read_manifests(tiny_suite / "er")[:8]
+    data = write_manifest(tmp_path / "m" / "test.jsonl", utts).parent
+    cfg = ExtractConfig(model="whisper_tiny_en", data=str(data), out=str(tmp_path / "one.zarr"),
+                        device="cpu", whisper_mode="trim", progress=False)  # fmt: skip
+    assert cpu_shards(replace(cfg, threads=2)) == 1 and cpu_shards(replace(cfg, shard=(0, 2))) == 1
+    one = run(cfg)
+    two = run_local_shards(replace(cfg, out=str(tmp_path / "two.zarr")), 2)
+    assert (one.written, two.written, two.already, two.failed) == (8, 8, 0, [])
+    a, b = open_store(tmp_path / "one.zarr"), open_store(tmp_path / "two.zarr")
+    assert b.complete and sorted(a.ids) == sorted(b.ids) == sorted(u.id for u in utts)
+    for uid in sorted(a.ids):
+        assert np.array_equal(a.raw(uid), b.raw(uid)), uid
+    again = run_local_shards(replace(cfg, out=str(tmp_path / "two.zarr")), 2)  # resumes: nothing to do
+    assert (again.written, again.already) == (0, 8)

@@ -21,7 +21,13 @@ from sfm_fusion.device import resolve_device
 from sfm_fusion.encoding import check_encoding
 from sfm_fusion.layers import parse_layers
 from sfm_fusion.stages.dvc_stage import stage_main
-from sfm_fusion.stages.extract import ExtractConfig, ExtractResult, run
+from sfm_fusion.stages.extract import (
+    ExtractConfig,
+    ExtractResult,
+    cpu_shards,
+    run,
+    run_local_shards,
+)
 from sfm_fusion.stages.plan import Experiment, PlanError, Store
 from sfm_fusion.stages.plan.settings import extract_argv, extract_options
 from sfm_fusion.stages.store_lock import StoreUse
@@ -30,6 +36,7 @@ from sfm_fusion.store import (
     make_fingerprint,
     manifest_hash,
     open_store,
+    remove_store,
     store_exists,
 )
 from sfm_fusion.upstreams.registry import load_upstream
@@ -55,12 +62,17 @@ def extract_store(exp: Experiment, store: Store, device: str | None = None, upst
         if done is not None:
             print(f"{store.store}: adopted, complete for this request ({done} utterances)")
             return ExtractResult(store=store.store, shard=(0, 1), already=done)
+        n = cpu_shards(ecfg) if upstream is None else 1
         try:
-            res = run(ecfg, up)
+            res = run_local_shards(ecfg, n) if n > 1 else run(ecfg, up)
         except FingerprintMismatch as e:
             use.exclusive()  # StoreBusy while another process reads the old store
             print(f"rebuilding {store.store}: {e}", flush=True)
-            res = run(replace(ecfg, force=True), up)
+            if n > 1:  # the shards must not each delete the store: delete it once here
+                remove_store(ecfg.out)
+                res = run_local_shards(ecfg, n)
+            else:
+                res = run(replace(ecfg, force=True), up)
     print(f"{store.store}: {res.written} utterance(s) written, {res.already} already there, "
           f"{len(res.failed)} failed")  # fmt: skip
     return res
