@@ -364,5 +364,7 @@ def test_local_shards_write_the_store_one_process_writes(tiny_suite, tmp_path):
     assert b.complete and sorted(a.ids) == sorted(b.ids) == sorted(u.id for u in utts)
     for uid in sorted(a.ids):
         assert np.array_equal(a.raw(uid), b.raw(uid)), uid
-    again = run_local_shards(replace(cfg, out=str(tmp_path / "two.zarr")), 2)  # resumes: nothing to do
+    again = run_local_shards(
+        replace(cfg, out=str(tmp_path / "two.zarr")), 2
+    )  # resumes: nothing to do
     assert (again.written, again.already) == (0, 8)

@@ -37,7 +37,11 @@ __all__ = ["Layout", "RunResult", "build_layout", "load_runs", "write_report"]
 
 def build_layout(runs: dict[str, RunResult], config: str | Path | None = None) -> Layout:
     """The layout of the config's plan, or one inferred from the runs without a config."""
-    return layout_from_config(load_experiment(config).to_dict(), runs) if config else layout_from_runs(runs)
+    return (
+        layout_from_config(load_experiment(config).to_dict(), runs)
+        if config
+        else layout_from_runs(runs)
+    )
 
 
 def write_report(
