@@ -290,13 +290,13 @@ def _placeholders(repo: Path) -> None:
 def test_default_params_resolve_and_dry_run(tmp_path):
     repo = _repo(tmp_path, render(ROOT / "configs" / "default.yaml"))  # not the working copy's
     stages = dvc(repo, "stage", "list", "--name-only").split()
-    assert len(stages) == 1 + 8 + 32 + 1
+    assert len(stages) == 1 + 12 + 144 + 1
     assert "synth@demo" in stages and "report" in stages
-    assert sum(s.startswith("train@") for s in stages) == 32
+    assert sum(s.startswith("train@") for s in stages) == 144
     _placeholders(repo)
     out = dvc(repo, "repro", "--dry")
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
-    assert len(cmds) == 42
+    assert len(cmds) == 1 + 12 + 144 + 1
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
     assert "> python -m sfm_fusion.stages.dvc_train whisper_tiny_en+whisper_base-chconv-er" in cmds
     assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"

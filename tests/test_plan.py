@@ -1,4 +1,4 @@
-"""Plan expansion: params.yaml (8 rows × 4 tasks = 32 runs), the paper config, the stage commands."""
+"""Plan expansion: params.yaml (12 rows × 4 tasks × 3 seeds = 144 runs), the paper config, the stage commands."""
 
 from __future__ import annotations
 
@@ -50,21 +50,24 @@ def test_committed_params_yaml_is_the_default_config_plus_its_plan(default_param
 
 def test_default_plan_counts(default_params):
     plan = make_plan(load_experiment(default_params))
-    assert len(plan.rows) == 8 and len(plan.runs) == 32 and len(plan.stores) == 8
+    assert len(plan.rows) == 12 and len(plan.runs) == 144 and len(plan.stores) == 12
     assert plan.columns == ["asr_en", "ml_asr", "sv", "er"]
+    one, two = "2-model fusion, one family", "2-model fusion, two families"
     assert [(r.section, len(r.members), r.interface) for r in plan.rows] == [
         ("Single model", 1, "ws"), ("Single model", 1, "hconv"),
         ("Single model", 1, "ws"), ("Single model", 1, "hconv"),
-        ("2-model fusion", 2, "ws"), ("2-model fusion", 2, "gumd"),
-        ("2-model fusion", 2, "hconv"), ("2-model fusion", 2, "chconv"),
+        ("Single model", 1, "ws"), ("Single model", 1, "hconv"),
+        (one, 2, "ws"), (one, 2, "hconv"),
+        (two, 2, "ws"), (two, 2, "gumd"), (two, 2, "hconv"), (two, 2, "chconv"),
     ]  # fmt: skip
-    run = plan.runs["whisper_tiny_en+whisper_base-gumd-ml_asr"]
+    assert {r.seed for r in plan.runs.values()} == {0, 1, 2}
+    run = plan.runs["whisper_base+moonshine_base_en-gumd-ml_asr-s1"]
     assert run.data == "data/demo/ml_asr" and run.cache == "cache/demo/ml_asr"
-    assert run.settings == {"mode": "multi"}
+    assert run.settings == {"mode": "multi"} and run.seed == 1
     assert run.stamps == [
-        "cache/demo/ml_asr/whisper_tiny_en.stamp.json",
         "cache/demo/ml_asr/whisper_base.stamp.json",
-        "cache/demo/ml_asr/whisper_tiny_en.stamp.json",  # padded to dvc.yaml's 3 slots
+        "cache/demo/ml_asr/moonshine_base_en.stamp.json",
+        "cache/demo/ml_asr/whisper_base.stamp.json",  # padded to dvc.yaml's 3 slots
     ]
     assert plan.synth == {"demo": {"out": "data/demo"}} and plan.imports == {}
 
