@@ -86,7 +86,7 @@ def test_train_commands_resolve_with_the_trainer_config(default_params):
         )  # fmt: skip
         assert rc.models == run.models and rc.task_args.get("mode") == run.settings.get("mode")
         if run.interface == "gumd":
-            assert rc.interface_args == {"linear_steps": 50, "exp_steps": 200, "layer_norm": True}
+            assert rc.interface_args == {"linear_steps": 30, "exp_steps": 90, "layer_norm": True}
         if run.interface == "hconv":
             assert rc.interface_args == {"dim": 256}
 
