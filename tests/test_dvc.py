@@ -107,6 +107,12 @@ def run(cfg, upstream=None):
     builds = out.parent / "builds.log"
     builds.write_text((builds.read_text() if builds.exists() else "") + out.name + "\\n")
     return ExtractResult(written=2)
+
+def cpu_shards(cfg):
+    return 1
+
+def run_local_shards(cfg, n):
+    return run(cfg)
 """
 FAKE_TRAIN = """
 import ast
@@ -131,6 +137,7 @@ FAKE_STORE = """
 import ast
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 class StoreError(RuntimeError):
@@ -148,6 +155,9 @@ class _Reader:
 
 def open_store(path, mode="auto"):
     return _Reader(path)
+
+def remove_store(path):
+    shutil.rmtree(path)
 
 def store_exists(path):
     return (Path(path) / "request.json").exists()
@@ -298,7 +308,7 @@ def test_default_params_resolve_and_dry_run(tmp_path):
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
     assert len(cmds) == 1 + 12 + 144 + 1
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
-    assert "> python -m sfm_fusion.stages.dvc_train whisper_tiny_en+whisper_base-chconv-er" in cmds
+    assert "> python -m sfm_fusion.stages.dvc_train whisper_base+moonshine_base_en-chconv-er-s2" in cmds
     assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"
 
 
@@ -327,6 +337,7 @@ def _params_text(cfg: dict, generated: dict | None = None) -> str:
 def _small_experiment() -> dict:
     cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     cfg["data"].update(suite="t", synth="tiny")
+    cfg.pop("seeds")  # one seed, unsuffixed run keys
     cfg["tasks"] = {"sv": {"task": "sv"}, "er": {"task": "er"}}
     cfg["table"] = [
         {"section": "Single model", "sets": [["whisper_base"]], "interfaces": ["ws", "hconv"]},

@@ -173,7 +173,7 @@ def test_paper_plan():
 def test_tiny_config_merges_over_default(tmp_path):
     cfg = load_experiment(ROOT / "configs" / "tiny.yaml")
     assert cfg.data.suite == "tiny" and cfg.data.synth == "tiny"
-    assert cfg.interfaces["gumd"] == {"linear_steps": 50, "exp_steps": 200, "layer_norm": True}
+    assert cfg.interfaces["gumd"] == {"linear_steps": 30, "exp_steps": 90, "layer_norm": True}
     out = tmp_path / "params.yaml"
     out.write_text(render(ROOT / "configs" / "tiny.yaml"))
     check(out)
@@ -188,7 +188,7 @@ def test_stale_params_are_refused(tmp_path, default_params):
         check(p)
     p.write_text(render(p))  # `python -m sfm_fusion.stages.plan write params.yaml` fixes it
     check(p)
-    assert len(make_plan(load_experiment(p)).runs) == 24
+    assert len(make_plan(load_experiment(p)).runs) == 144 - 2 * 4 * 3  # GumD, CHConv rows gone
     assert p.read_text().count(MARKER) == 1
 
 
@@ -215,17 +215,18 @@ def test_config_errors_name_the_key(edit, match):
 
 def test_seeds_multiply_runs_and_reach_the_trainer():
     cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
-    cfg["train"].pop("seed", None)
+    cfg.pop("seeds", None)
     base = make_plan(cfg)
     assert base.seeds == [0] and all(r.seed == 0 for r in base.runs.values())
+    assert "whisper_base-ws-sv" in base.runs  # one seed: unsuffixed keys
     cfg["seeds"] = [0, 1, 2]
     plan = make_plan(cfg)
     assert len(plan.runs) == 3 * len(base.runs) and len(plan.rows) == len(base.rows)
-    run = plan.runs["whisper_tiny_en+whisper_base-gumd-er-s2"]
-    assert run.seed == 2 and run.models == ["whisper_tiny_en", "whisper_base"]
-    assert "whisper_tiny_en+whisper_base-gumd-er" not in plan.runs  # no unsuffixed key
-    cell = plan.rows[5].cells["er"]  # the fusion GumD row: one run per seed
-    assert cell == [f"whisper_tiny_en+whisper_base-gumd-er-s{s}" for s in (0, 1, 2)]
+    run = plan.runs["whisper_base+moonshine_base_en-gumd-er-s2"]
+    assert run.seed == 2 and run.models == ["whisper_base", "moonshine_base_en"]
+    assert "whisper_base+moonshine_base_en-gumd-er" not in plan.runs  # no unsuffixed key
+    cell = plan.rows[9].cells["er"]  # the two-family GumD row: one run per seed
+    assert cell == [f"whisper_base+moonshine_base_en-gumd-er-s{s}" for s in (0, 1, 2)]
     argv = train_argv(parse_experiment(cfg), run)
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
     rc = resolve_config(interface="gumd", models=run.models, task="er", out="r", sets=sets)
