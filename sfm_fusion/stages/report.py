@@ -8,7 +8,9 @@ one column per task and scored split, mean ± sd over seeds; sfm_fusion/stages/r
 `findings.md` (the paper's findings tested on these runs; sfm_fusion/stages/report_findings.py),
 `languages.md` (ml_asr CER per language, the paper's Table III layout), `metrics.json` (flat,
 for `dvc metrics show`: per row the mean, sd and per-seed values), `curves/<column>.csv` (for
-`dvc plots show`) and `figures/*.png` (training curves, what each interface learned).
+`dvc plots show`), `figures/*.png` (training curves, what each interface learned) and
+`report.md` (one page: every figure with a caption, and the layer analysis of results/analysis/
+that dvc.yaml's analyze stage writes; sfm_fusion/stages/report_page.py).
 
 With a config (params.yaml or configs/*.yaml) the rows, their order and the labels come from
 its plan (sfm_fusion/stages/plan/) and each cell holds the run directories whose config matches it, over
@@ -29,6 +31,7 @@ from sfm_fusion.stages.report_figures import write_figures
 from sfm_fusion.stages.report_findings import findings_markdown
 from sfm_fusion.stages.report_languages import languages_markdown
 from sfm_fusion.stages.report_layout import Layout, layout_from_config, layout_from_runs
+from sfm_fusion.stages.report_page import page_markdown
 from sfm_fusion.stages.report_runs import RunResult, load_runs
 from sfm_fusion.stages.report_tables import table_markdown
 
@@ -68,4 +71,6 @@ def write_report(
     write_curves(layout, runs, out / "curves")
     paths.update(write_curve_figures(layout, runs, out / "figures"))
     paths.update(write_figures(layout, runs, out / "figures", importance=importance))
+    paths["report"] = out / "report.md"  # every figure with its caption, and the layer analysis
+    paths["report"].write_text(page_markdown(layout, paths, out), encoding="utf-8")
     return paths

@@ -1,0 +1,145 @@
+"""The layer-analysis section of results/report.md: the probe curves and CKA heatmaps that
+dvc.yaml's analyze stage (sfm_fusion/stages/dvc_analyze.py) writes to results/analysis/.
+
+The section is built from results/analysis/analysis.json (the stage's index) and the JSON
+beside each figure; every figure gets a caption that says what is measured, on which split
+and how many utterances, and how to read it. Without the index (e.g. `pipeline report` run by
+hand before the stage) the section says how to produce it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sfm_fusion.stages.report_layout import METRIC_LABEL
+
+ANALYSIS_DIR = "analysis"  # under the report's folder
+INDEX = "analysis.json"
+HOW_TO = (
+    "The layer analysis (linear probes per layer, CKA between the upstreams' layers) has not "
+    "been run for this report. `dvc repro analyze` runs it with the `analysis` section of "
+    "params.yaml (or `python -m sfm_fusion.stages.dvc_analyze --params params.yaml --out "
+    "{out}`, after the extract stages); then run `pipeline report` again."
+)
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def probe_caption(entry: dict, doc: dict, names: dict[str, str], label: str) -> str:
+    """What a probe figure measures, on which split, and how to read it."""
+    metric = doc.get("probe_metric", doc.get("metric", "metric"))
+    direction = doc.get("direction", "higher")
+    n = entry.get("utterances") or {}
+    split = entry.get("split", doc.get("figure_split", "test"))
+    steps = next((m.get("config", {}).get("steps") for m in doc["models"].values()), None)
+    pooled = "mean- and std-pooled" if doc.get("task") == "sv" else "mean-pooled"
+    what = (
+        "a linear CTC head on each frame of one hidden state, greedy decoding"
+        if "CTC" in str(doc.get("probe", ""))
+        else f"a linear classifier on one hidden state ({pooled} over frames, standardised)"
+    )
+    if doc.get("task") == "sv":
+        what += "; it classifies the train speakers and its weights embed the test clips, scored by EER on the trials"  # fmt: skip
+    chance = doc.get("chance")
+    best = []
+    for name, m in doc["models"].items():
+        b = m.get("best_layer")
+        if b:
+            best.append(f"{names.get(name, name)} state {b['layer']} of 0-{m['num_layers'] - 1} "
+                        f"({b['split']} {b['metric']} {_fmt(b['value'])})")  # fmt: skip
+    return (
+        f"**Linear probe per layer, {label}.** For every stored hidden state of every upstream, "
+        f"{what}, trained alone for {steps} Adam steps on {n.get('train', '?')} train utterances "
+        f"(same seed for every layer). y: {METRIC_LABEL.get(metric, metric)} on the {split} split "
+        f"({n.get(split, '?')} utterances; {direction} is better); x: relative depth, state index "
+        f"/ (L - 1), so models of different depths share the axis (0 = the first hidden state, "
+        f"1 = the last)."
+        + (f" Dashed line: chance ({_fmt(chance)})." if chance is not None else "")
+        + " How to read it: where a curve peaks is where the task is most linearly readable in "
+        "that model; a flat curve means the layers hold it alike. The probes are deliberately "
+        "weak, so compare the shapes and the peaks, not the levels with the trained table."
+        + (" Best state per model: " + "; ".join(best) + "." if best else "")
+    )
+
+
+def similarity_caption(entry: dict, doc: dict, a: str, b: str, names: dict[str, str], label: str) -> str:  # fmt: skip
+    """What one CKA heatmap measures, on which frames, and how to read it."""
+    s = (doc.get("summary") or {}).get(f"{a}|{b}", {})
+    na, nb = names.get(a, a), names.get(b, b)
+    splits = "/".join(entry.get("splits") or ["train"])
+    position = (
+        " Each model's mean frame at every frame index was subtracted first, so what depends "
+        "on position alone (Whisper's positional embedding) does not count as shared."
+        if entry.get("remove_position")
+        else ""
+    )
+    return (
+        f"**Linear CKA, {na} (rows) vs {nb} (columns).** Cell (i, j): linear centred kernel "
+        f"alignment between hidden state i of {na} and hidden state j of {nb}, over "
+        f"{entry.get('frames', '?')} frames of {entry.get('utterances', '?')} {label} {splits} "
+        f"utterances, the frames of both models aligned in time to the higher frame rate as the "
+        f"fusion interfaces align them.{position} How to read it: 1 = the two states hold the "
+        f"same information up to rotation and scale, 0 = linearly unrelated; a bright diagonal "
+        f"means both models build their representations in the same order, a bright row or "
+        f"column a state that resembles the whole of the other model. Best-match scores: "
+        f"{_fmt(s.get('a_to_b'))} ({na} -> {nb}: mean over {na}'s states of its highest CKA with "
+        f"any state of {nb}) and {_fmt(s.get('b_to_a'))} the other way; the less two models "
+        f"resemble each other, the more a fusion of them can add."
+    )
+
+
+def summary_table(doc: dict, names: dict[str, str]) -> list[str]:
+    """A markdown table of every pair's best-match scores."""
+    lines = ["| Pair | a -> b | b -> a | mean |", "|---|---:|---:|---:|"]
+    for s in (doc.get("summary") or {}).values():
+        pair = f"{names.get(s['a'], s['a'])} / {names.get(s['b'], s['b'])}"
+        lines.append(f"| {pair} | {s['a_to_b']:.3f} | {s['b_to_a']:.3f} | {s['mean']:.3f} |")
+    return lines
+
+
+def analysis_markdown(out_dir: str | Path, names: dict[str, str] | None = None,
+                      columns: dict[str, str] | None = None) -> str:  # fmt: skip
+    """The `## Layer analysis` section of report.md for the results folder `out_dir` (figure
+    links relative to it); `names`/`columns`: display names of upstreams / task columns."""
+    names, columns = names or {}, columns or {}
+    folder = Path(out_dir) / ANALYSIS_DIR
+    index = _read(folder / INDEX)
+    lines = ["## Layer analysis", ""]
+    if index is None:
+        return "\n".join([*lines, HOW_TO.format(out=folder.as_posix()), ""])
+    for entry in index.get("probes") or []:
+        doc = _read(folder / entry["json"])
+        if doc is None:
+            lines += [f"(probe of column {entry['column']}: {entry['json']} is missing)", ""]
+            continue
+        label = f"{columns.get(entry['column'], entry['column'])} ({entry['task']})"
+        lines += [f"![probe {entry['column']}]({ANALYSIS_DIR}/{entry['figure']})", "",
+                  probe_caption(entry, doc, names, label), ""]  # fmt: skip
+    sim = index.get("similarity")
+    doc = _read(folder / sim["json"]) if sim else None
+    if sim and doc is not None:
+        label = columns.get(sim["column"], sim["column"])
+        lines += [f"Similarity of the upstreams' layers ({label} data; linear CKA):", ""]
+        lines += [*summary_table(doc, names), ""]
+        for fig in sim.get("figures") or []:
+            a, _, b = fig.removeprefix("cka_").removesuffix(".png").partition("__")
+            lines += [f"![CKA {a} vs {b}]({ANALYSIS_DIR}/{fig})", "",
+                      similarity_caption(sim, doc, a, b, names, label), ""]  # fmt: skip
+    elif sim:
+        lines += [f"(similarity: {sim['json']} is missing)", ""]
+    if not index.get("probes") and not sim:
+        lines += ["The `analysis` section of the experiment asks for no probe and no similarity.", ""]  # fmt: skip
+    took = index.get("seconds")
+    if took is not None:
+        lines += [f"The analyze stage took {took:.0f} s.", ""]
+    return "\n".join(lines)
