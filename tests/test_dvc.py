@@ -297,7 +297,9 @@ def test_default_params_resolve_and_dry_run(tmp_path):
     out = dvc(repo, "repro", "--dry")
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
     assert len(cmds) == 43
-    analyze = "> python -m sfm_fusion.stages.dvc_analyze --params params.yaml --out results/analysis"
+    analyze = (
+        "> python -m sfm_fusion.stages.dvc_analyze --params params.yaml --out results/analysis"
+    )
     assert cmds.index(analyze) < cmds.index("> pipeline report --runs runs --out results --config params.yaml")  # fmt: skip
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
     assert "> python -m sfm_fusion.stages.dvc_train whisper_tiny_en+whisper_base-chconv-er" in cmds
