@@ -1,14 +1,14 @@
 """results/report.md: the one page that lists what the report wrote, every figure with a caption
 (what it measures, on which split, how to read it), and the layer analysis of
-results/analysis/ (sfm_fusion/stages/report_analysis.py).
+results/analysis/ (sfm_fusion/stages/report/analysis.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sfm_fusion.stages.report_analysis import analysis_markdown
-from sfm_fusion.stages.report_layout import Layout
+from sfm_fusion.stages.report.analysis import analysis_markdown
+from sfm_fusion.stages.report.layout import Layout
 
 FIGURES = "figures"  # under the report's folder
 # name (as write_report returns it) -> caption; figures appear in this order when written

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sfm_fusion.stages.report_layout import METRIC_LABEL
+from sfm_fusion.stages.report.layout import METRIC_LABEL
 
 ANALYSIS_DIR = "analysis"  # under the report's folder
 INDEX = "analysis.json"
