@@ -106,7 +106,7 @@ def test_the_report_shows_the_analysis_with_captions(analyzed):
     assert "![probe er](analysis/probe_er.png)" in md and "![probe sv](analysis/probe_sv.png)" in md
     assert "![CKA whisper_tiny_en vs whisper_base](analysis/cka_whisper_tiny_en__whisper_base.png)" in md  # fmt: skip
     assert "on the test split (12 utterances" in md  # which split, how many
-    assert "Whisper tiny.en (rows) vs Whisper base (columns)" in md  # display names
+    assert "Whisper tiny.en (rows) vs Whisper base (columns)" in md and "CKA" in md  # display names
     assert "| Whisper tiny.en / Whisper base |" in md  # the pair's best-match scores
     assert "![curves_dev](figures/curves_dev.png)" in md  # and the report's own figures
 

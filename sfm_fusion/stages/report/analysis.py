@@ -72,10 +72,8 @@ def probe_caption(entry: dict, doc: dict, names: dict[str, str], label: str) -> 
     )
 
 
-def similarity_caption(entry: dict, doc: dict, a: str, b: str, names: dict[str, str], label: str) -> str:  # fmt: skip
-    """What one CKA heatmap measures, on which frames, and how to read it."""
-    s = (doc.get("summary") or {}).get(f"{a}|{b}", {})
-    na, nb = names.get(a, a), names.get(b, b)
+def similarity_intro(entry: dict, label: str) -> str:
+    """What every CKA heatmap measures, on which frames, and how to read it (said once)."""
     splits = "/".join(entry.get("splits") or ["train"])
     position = (
         " Each model's mean frame at every frame index was subtracted first, so what depends "
@@ -84,23 +82,33 @@ def similarity_caption(entry: dict, doc: dict, a: str, b: str, names: dict[str, 
         else ""
     )
     return (
-        f"**Linear CKA, {na} (rows) vs {nb} (columns).** Cell (i, j): linear centred kernel "
-        f"alignment between hidden state i of {na} and hidden state j of {nb}, over "
-        f"{entry.get('frames', '?')} frames of {entry.get('utterances', '?')} {label} {splits} "
-        f"utterances, the frames of both models aligned in time to the higher frame rate as the "
-        f"fusion interfaces align them.{position} How to read it: 1 = the two states hold the "
-        f"same information up to rotation and scale, 0 = linearly unrelated; a bright diagonal "
-        f"means both models build their representations in the same order, a bright row or "
-        f"column a state that resembles the whole of the other model. Best-match scores: "
-        f"{_fmt(s.get('a_to_b'))} ({na} -> {nb}: mean over {na}'s states of its highest CKA with "
-        f"any state of {nb}) and {_fmt(s.get('b_to_a'))} the other way; the less two models "
-        f"resemble each other, the more a fusion of them can add."
+        f"**Linear CKA between the upstreams' layers.** Cell (i, j) of a heatmap: linear "
+        f"centred kernel alignment between hidden state i of the row model and hidden state j "
+        f"of the column model, over {entry.get('frames', '?')} frames of "
+        f"{entry.get('utterances', '?')} {label} {splits} utterances (a seeded sample), the "
+        f"frames of every model aligned in time to the highest frame rate as the fusion "
+        f"interfaces align them.{position} How to read it: 1 = the two states hold the same "
+        f"information up to rotation and scale, 0 = linearly unrelated; a bright diagonal means "
+        f"both models build their representations in the same order, a bright row or column a "
+        f"state that resembles the whole of the other model. The table's best-match score a -> "
+        f"b is the mean over a's states of its highest CKA with any state of b: the less two "
+        f"models resemble each other, the more a fusion of them can add."
+    )
+
+
+def similarity_caption(doc: dict, a: str, b: str, names: dict[str, str]) -> str:
+    """One heatmap's caption: the pair and its best-match scores."""
+    s = (doc.get("summary") or {}).get(f"{a}|{b}", {})
+    na, nb = names.get(a, a), names.get(b, b)
+    return (
+        f"**{na} (rows) vs {nb} (columns).** Best match {_fmt(s.get('a_to_b'))} "
+        f"({na} -> {nb}) and {_fmt(s.get('b_to_a'))} ({nb} -> {na})."
     )
 
 
 def summary_table(doc: dict, names: dict[str, str]) -> list[str]:
     """A markdown table of every pair's best-match scores."""
-    lines = ["| Pair | a -> b | b -> a | mean |", "|---|---:|---:|---:|"]
+    lines = ["| Pair (a / b) | a -> b | b -> a | mean |", "|---|---:|---:|---:|"]
     for s in (doc.get("summary") or {}).values():
         pair = f"{names.get(s['a'], s['a'])} / {names.get(s['b'], s['b'])}"
         lines.append(f"| {pair} | {s['a_to_b']:.3f} | {s['b_to_a']:.3f} | {s['mean']:.3f} |")
@@ -122,19 +130,19 @@ def analysis_markdown(out_dir: str | Path, names: dict[str, str] | None = None,
         if doc is None:
             lines += [f"(probe of column {entry['column']}: {entry['json']} is missing)", ""]
             continue
-        label = f"{columns.get(entry['column'], entry['column'])} ({entry['task']})"
+        label = columns.get(entry["column"], entry["column"])
+        label += f" (task {entry['task']})" if label != entry["task"] else ""
         lines += [f"![probe {entry['column']}]({ANALYSIS_DIR}/{entry['figure']})", "",
                   probe_caption(entry, doc, names, label), ""]  # fmt: skip
     sim = index.get("similarity")
     doc = _read(folder / sim["json"]) if sim else None
     if sim and doc is not None:
         label = columns.get(sim["column"], sim["column"])
-        lines += [f"Similarity of the upstreams' layers ({label} data; linear CKA):", ""]
-        lines += [*summary_table(doc, names), ""]
+        lines += [similarity_intro(sim, label), "", *summary_table(doc, names), ""]
         for fig in sim.get("figures") or []:
             a, _, b = fig.removeprefix("cka_").removesuffix(".png").partition("__")
             lines += [f"![CKA {a} vs {b}]({ANALYSIS_DIR}/{fig})", "",
-                      similarity_caption(sim, doc, a, b, names, label), ""]  # fmt: skip
+                      similarity_caption(doc, a, b, names), ""]  # fmt: skip
     elif sim:
         lines += [f"(similarity: {sim['json']} is missing)", ""]
     if not index.get("probes") and not sim:
