@@ -48,8 +48,12 @@ def probe_caption(entry: dict, doc: dict, names: dict[str, str], label: str) -> 
         if "CTC" in str(doc.get("probe", ""))
         else f"a linear classifier on one hidden state ({pooled} over frames, standardised)"
     )
-    if doc.get("task") == "sv":
-        what += "; it classifies the train speakers and its weights embed the test clips, scored by EER on the trials"  # fmt: skip
+    sv = (
+        " For SV the classifier learns to tell the train speakers apart; its weights (no bias) "
+        "embed the unseen test speakers' clips, scored by EER on the test trials."
+        if doc.get("task") == "sv"
+        else ""
+    )
     chance = doc.get("chance")
     best = []
     for name, m in doc["models"].items():
@@ -60,14 +64,15 @@ def probe_caption(entry: dict, doc: dict, names: dict[str, str], label: str) -> 
     return (
         f"**Linear probe per layer, {label}.** For every stored hidden state of every upstream, "
         f"{what}, trained alone for {steps} Adam steps on {n.get('train', '?')} train utterances "
-        f"(same seed for every layer). y: {METRIC_LABEL.get(metric, metric)} on the {split} split "
+        f"(same seed for every layer).{sv} y: {METRIC_LABEL.get(metric, metric)} on the {split} split "
         f"({n.get(split, '?')} utterances; {direction} is better); x: relative depth, state index "
         f"/ (L - 1), so models of different depths share the axis (0 = the first hidden state, "
         f"1 = the last)."
         + (f" Dashed line: chance ({_fmt(chance)})." if chance is not None else "")
-        + " How to read it: where a curve peaks is where the task is most linearly readable in "
-        "that model; a flat curve means the layers hold it alike. The probes are deliberately "
-        "weak, so compare the shapes and the peaks, not the levels with the trained table."
+        + f" How to read it: a curve's best point (its {'highest' if direction == 'higher' else 'lowest'}) "
+        "is the state where the task is most linearly readable in that model; a flat curve means "
+        "the states hold it alike. The probes are deliberately weak, so compare the shapes and "
+        "the best states, not the levels with the trained table."
         + (" Best state per model: " + "; ".join(best) + "." if best else "")
     )
 
