@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from sfm_fusion.data.manifest import Utterance
 from sfm_fusion.stages import dvc_analyze
 from sfm_fusion.stages.extract import ExtractConfig, run
 from sfm_fusion.stages.plan import MARKER, load_config, make_plan
@@ -131,3 +132,11 @@ def test_errors_name_the_column_or_the_store(analyzed, tmp_path, capsys):
     assert dvc_analyze.main(["--params", str(_params(moved, tmp_path / "q.yaml"))]) == 2
     err = capsys.readouterr().err
     assert "nowhere" in err and "does not exist" in err and "extract" in err
+
+
+def test_limit_is_a_seeded_sample_in_manifest_order():
+    utts = [Utterance(f"u{i:02d}", f"u{i}.wav", 1.0, 16000, "train") for i in range(30)]
+    a = dvc_analyze.limit(utts, 10, seed=0)
+    assert len(a) == 10 and a == sorted(a, key=lambda u: u.id)
+    assert a == dvc_analyze.limit(utts, 10, seed=0) and a != dvc_analyze.limit(utts, 10, seed=1)
+    assert dvc_analyze.limit(utts, None, 0) == utts and dvc_analyze.limit(utts, 50, 0) == utts
