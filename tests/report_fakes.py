@@ -11,7 +11,8 @@ import yaml
 
 from sfm_fusion.stages.plan import make_plan
 
-SHAPES = {"whisper_tiny_en": (5, 384), "whisper_base": (7, 512), "wavlm_base_plus": (13, 768)}
+SHAPES = {"whisper_tiny_en": (5, 384), "whisper_base": (7, 512), "wavlm_base_plus": (13, 768),
+          "moonshine_base_en": (9, 416)}  # fmt: skip
 LANGS = ["cmn", "deu", "eng", "fra"]
 METRIC = {"asr_en": ("wer", "lower"), "ml_asr": ("cer", "lower"),
           "sv": ("eer", "lower"), "er": ("accuracy", "higher")}  # fmt: skip

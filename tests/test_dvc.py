@@ -185,6 +185,10 @@ FAKE_LIBS = {
     "TASKS = dict.fromkeys(['asr', 'asr_en', 'ml_asr', 'sv', 'er'], _Task)\n",
     "sfm_fusion/tasks/base.py": "DEFAULTS_LAYERS = ('demo', 'recipe', 'none')\n",
     "sfm_fusion/device.py": "def resolve_device(name):\n    return 'cpu'\n",
+    # the analyze stage's stand-in (the real one reads real stores: tests/test_dvc_analyze.py)
+    "sfm_fusion/stages/dvc_analyze.py": "import json, sys\nfrom pathlib import Path\n"
+    "out = Path(sys.argv[sys.argv.index('--out') + 1])\nout.mkdir(parents=True, exist_ok=True)\n"
+    "(out / 'analysis.json').write_text(json.dumps({'probes': [], 'similarity': None}))\n",
     # packing needs the real trainer; the fake runs train one at a time
     "sfm_fusion/stages/pack.py": "def pack_groups(cfgs):\n    return [[c] for c in cfgs]\n\n"
     "def train_packed(cfgs, progress=False, force=False):\n    raise NotImplementedError\n",
@@ -295,18 +299,23 @@ def _placeholders(repo: Path) -> None:
         (repo / s.stamp).parent.mkdir(parents=True, exist_ok=True)
         (repo / s.stamp).write_text("{}")
     (repo / "runs").mkdir(exist_ok=True)
+    (repo / "results" / "analysis").mkdir(parents=True, exist_ok=True)
 
 
 def test_default_params_resolve_and_dry_run(tmp_path):
     repo = _repo(tmp_path, render(ROOT / "configs" / "default.yaml"))  # not the working copy's
     stages = dvc(repo, "stage", "list", "--name-only").split()
-    assert len(stages) == 1 + 12 + 144 + 1
-    assert "synth@demo" in stages and "report" in stages
+    assert len(stages) == 1 + 12 + 144 + 1 + 1
+    assert "synth@demo" in stages and "report" in stages and "analyze" in stages
     assert sum(s.startswith("train@") for s in stages) == 144
     _placeholders(repo)
     out = dvc(repo, "repro", "--dry")
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
-    assert len(cmds) == 1 + 12 + 144 + 1
+    assert len(cmds) == 1 + 12 + 144 + 1 + 1
+    analyze = (
+        "> python -m sfm_fusion.stages.dvc_analyze --params params.yaml --out results/analysis"
+    )
+    assert cmds.index(analyze) < cmds.index("> pipeline report --runs runs --out results --config params.yaml")  # fmt: skip
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
     assert "> python -m sfm_fusion.stages.dvc_train whisper_base+moonshine_base_en-chconv-er-s2" in cmds
     assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"
@@ -358,7 +367,12 @@ def test_repro_end_to_end_with_a_fake_pipeline(tmp_path):
     cfg = _small_experiment()
     repo = _repo(tmp_path, _params_text(cfg))
     out = dvc(repo, "repro")
-    assert len(_ran(out)) == 1 + 4 + 6 + 1, out
+    assert len(_ran(out)) == 1 + 4 + 6 + 1 + 1, out
+    order = [ln.split("'")[1] for ln in out.splitlines() if ln.startswith("Running stage")]
+    last_extract = max(i for i, s in enumerate(order) if s.startswith("extract@"))
+    assert last_extract < order.index("analyze") < order.index("report")
+    assert (repo / "results" / "analysis" / "analysis.json").is_file()
+    assert "## Layer analysis" in (repo / "results" / "report.md").read_text()
     table = (repo / "results" / "table.md").read_text()
     assert "| Whisper base | WS |" in table and "| Whisper tiny.en & Whisper base | GumD |" in table
     stamp = json.loads((repo / "cache/t/sv/whisper_base.stamp.json").read_text())
@@ -379,7 +393,7 @@ def test_repro_end_to_end_with_a_fake_pipeline(tmp_path):
     p.write_text(_params_text(cfg))
     # (the fake runs come out identical, so the report, which depends on their content, stays)
     ran = _ran(dvc(repo, "repro"))
-    assert ran == ["extract@er-whisper_tiny_en", "extract@sv-whisper_tiny_en",
+    assert ran == ["analyze", "extract@er-whisper_tiny_en", "extract@sv-whisper_tiny_en",
                    "train@whisper_tiny_en+whisper_base-gumd-er", "train@whisper_tiny_en+whisper_base-gumd-sv"]  # fmt: skip
     # dvc exp run -S: the new value reaches `pipeline train`
     _git(repo, "add", "-A")

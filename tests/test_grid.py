@@ -129,9 +129,10 @@ def test_grid_trains_what_is_pending_and_dvc_agrees(tmp_path, monkeypatch):
     status = json.loads(subprocess.run([str(Path(sys.executable).with_name("dvc")), "status", "--json"],
                                        cwd=repo, capture_output=True, text=True, check=True).stdout)  # fmt: skip
     assert [s for s in status if s.startswith("train@")] == []  # every train stage up to date
-    out = dvc(repo, "repro")  # only what is left: the report
+    out = dvc(repo, "repro")  # only what is left: the layer analysis and the report
     assert [ln.split("'")[1] for ln in out.splitlines() if ln.startswith("Running stage")] == [
-        "report"
+        "analyze",
+        "report",
     ]
     # nothing pending: the grid trains nothing; a changed interface setting: only its runs
     assert run_grid(GridOptions(jobs=2), root=repo, echo=lambda s: None).pending == []

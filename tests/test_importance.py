@@ -13,8 +13,8 @@ from sfm_fusion.analysis.importance import state_importance, tap_counts, tap_nor
 from sfm_fusion.cli import app
 from sfm_fusion.interfaces import build
 from sfm_fusion.interfaces.hconv import HConvStack
-from sfm_fusion.stages.report_importance import run_importance
-from sfm_fusion.stages.report_runs import load_runs
+from sfm_fusion.stages.report.importance import run_importance
+from sfm_fusion.stages.report.runs import load_runs
 from tests.train_fixtures import make_er_suite
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from sfm_fusion.analysis.stats import Summary, clear_lead, summarize
 from sfm_fusion.stages.plan import Row
-from sfm_fusion.stages.report_layout import Layout
-from sfm_fusion.stages.report_runs import RunResult
+from sfm_fusion.stages.report.layout import Layout
+from sfm_fusion.stages.report.runs import RunResult
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sfm_fusion.interfaces import REGISTRY, interface_label
 from sfm_fusion.stages.plan import Row, make_plan
-from sfm_fusion.stages.report_runs import RunResult
+from sfm_fusion.stages.report.runs import RunResult
 from sfm_fusion.tasks import METRIC_LABELS, TASKS
 
 # Names, metrics and labels come from the registries beside the code (defined once there).

@@ -28,9 +28,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sfm_fusion.analysis.importance import tap_normalized_norms  # noqa: E402
-from sfm_fusion.stages.report_importance import run_importance  # noqa: E402
-from sfm_fusion.stages.report_layout import INTERFACE_LABEL, Layout, members_resolved, set_label  # noqa: E402
-from sfm_fusion.stages.report_runs import RunResult  # noqa: E402
+from sfm_fusion.stages.report.importance import run_importance  # noqa: E402
+from sfm_fusion.stages.report.layout import INTERFACE_LABEL, Layout, members_resolved, set_label  # noqa: E402
+from sfm_fusion.stages.report.runs import RunResult  # noqa: E402
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
 FUSED = "#666666"

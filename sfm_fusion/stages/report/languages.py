@@ -4,9 +4,9 @@ layout), mean ± sd over seeds, with the table's bold rule."""
 from __future__ import annotations
 
 from sfm_fusion.analysis.stats import Summary, summarize
-from sfm_fusion.stages.report_cells import best_marks, fmt, seeds_in
-from sfm_fusion.stages.report_layout import INTERFACE_LABEL, Layout, set_label
-from sfm_fusion.stages.report_runs import RunResult
+from sfm_fusion.stages.report.cells import best_marks, fmt, seeds_in
+from sfm_fusion.stages.report.layout import INTERFACE_LABEL, Layout, set_label
+from sfm_fusion.stages.report.runs import RunResult
 
 
 def _row_languages(layout: Layout, keys: list[str], col: str, runs: dict[str, RunResult]) -> dict:

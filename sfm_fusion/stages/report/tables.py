@@ -3,7 +3,7 @@ and the flat dict of results/metrics.json.
 
 Values are stored as fractions by the tasks and shown in %, as mean ± sd over seeds. A best
 value is bolded only where its lead over its section's runner-up exceeds the spread
-(sfm_fusion/stages/report_cells.py `best_marks`). Each extra scored split (e.g. test_unseen) gets its own
+(sfm_fusion/stages/report/cells.py `best_marks`). Each extra scored split (e.g. test_unseen) gets its own
 group of columns after the main split's.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sfm_fusion.stages.plan import make_plan
-from sfm_fusion.stages.report_cells import Cell, best_marks, cell, fmt, seeds_in
-from sfm_fusion.stages.report_layout import (
+from sfm_fusion.stages.report.cells import Cell, best_marks, cell, fmt, seeds_in
+from sfm_fusion.stages.report.layout import (
     ARROW,
     INTERFACE_LABEL,
     METRIC_LABEL,
@@ -24,7 +24,7 @@ from sfm_fusion.stages.report_layout import (
     set_label,
     split_label,
 )
-from sfm_fusion.stages.report_runs import RunResult, read_json
+from sfm_fusion.stages.report.runs import RunResult, read_json
 
 BOLD_RULE = (
     "A value is in **bold** when it is the best of its section and its lead over the runner-up "

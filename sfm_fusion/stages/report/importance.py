@@ -22,7 +22,7 @@ from sfm_fusion.analysis.importance import Batch, state_importance
 from sfm_fusion.data.manifest import read_manifest
 from sfm_fusion.interfaces import build
 from sfm_fusion.loader import FeatureDataset, make_loader
-from sfm_fusion.stages.report_runs import RunResult
+from sfm_fusion.stages.report.runs import RunResult
 from sfm_fusion.store import open_store
 
 log = logging.getLogger(__name__)

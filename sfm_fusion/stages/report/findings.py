@@ -7,7 +7,7 @@ in the claimed direction at p < ALPHA, *fails* when it is significant the other 
 part) is **reproduced** when none of its comparisons fails and at least half hold,
 **contradicted** when none holds and at least half fail, and **inconclusive** otherwise; a part
 whose rows are absent is not tested, and a finding with no tested part is inconclusive. Spread comparisons (F3) use the one-sided F-test of two
-variances. The comparisons live in sfm_fusion/stages/report_evidence.py.
+variances. The comparisons live in sfm_fusion/stages/report/evidence.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sfm_fusion.analysis.stats import Summary
-from sfm_fusion.stages.report_cells import seeds_in
-from sfm_fusion.stages.report_evidence import (
+from sfm_fusion.stages.report.cells import seeds_in
+from sfm_fusion.stages.report.evidence import (
     ALPHA,
     Comparison,
     Evidence,
@@ -27,8 +27,8 @@ from sfm_fusion.stages.report_evidence import (
     single_vs_ws,
     spread_ws_vs_gumd,
 )
-from sfm_fusion.stages.report_layout import Layout
-from sfm_fusion.stages.report_runs import RunResult
+from sfm_fusion.stages.report.layout import Layout
+from sfm_fusion.stages.report.runs import RunResult
 
 
 @dataclass

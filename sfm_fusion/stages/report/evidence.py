@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sfm_fusion.analysis.stats import Contrast, Summary, contrast, difference, variance_ratio
-from sfm_fusion.stages.report_cells import cell
-from sfm_fusion.stages.report_layout import (
+from sfm_fusion.stages.report.cells import cell
+from sfm_fusion.stages.report.layout import (
     ARROW,
     INTERFACE_LABEL,
     METRIC_LABEL,
@@ -22,7 +22,7 @@ from sfm_fusion.stages.report_layout import (
     metric_of,
     set_label,
 )
-from sfm_fusion.stages.report_runs import RunResult
+from sfm_fusion.stages.report.runs import RunResult
 from sfm_fusion.upstreams.registry import REGISTRY
 
 ALPHA = 0.05

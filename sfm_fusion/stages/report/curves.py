@@ -20,8 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sfm_fusion.stages.report_layout import METRIC_LABEL, Layout, metric_of, row_label  # noqa: E402
-from sfm_fusion.stages.report_runs import RunResult  # noqa: E402
+from sfm_fusion.stages.report.layout import METRIC_LABEL, Layout, metric_of, row_label  # noqa: E402
+from sfm_fusion.stages.report.runs import RunResult  # noqa: E402
 
 PAGE_PX, DPI = 1200, 100  # a figure is PAGE_PX pixels wide at DPI
 

@@ -1,21 +1,25 @@
-"""Collect run directories into results/: the comparison table, the findings check, per-language
-CERs, metrics, curves and figures.
+"""The report: collect run directories into results/: the comparison table, the findings check,
+per-language CERs, metrics, curves, figures and the page that shows them.
 
     write_report("runs", "results", config="params.yaml")
 
 Writes `table.md` (rows grouped like the paper's Table I: sections of upstream sets × interfaces,
-one column per task and scored split, mean ± sd over seeds; sfm_fusion/stages/report_tables.py),
-`findings.md` (the paper's findings tested on these runs; sfm_fusion/stages/report_findings.py),
+one column per task and scored split, mean ± sd over seeds; sfm_fusion/stages/report/tables.py),
+`findings.md` (the paper's findings tested on these runs; sfm_fusion/stages/report/findings.py),
 `languages.md` (ml_asr CER per language, the paper's Table III layout), `metrics.json` (flat,
 for `dvc metrics show`: per row the mean, sd and per-seed values), `curves/<column>.csv` (for
-`dvc plots show`) and `figures/*.png` (training curves, what each interface learned).
+`dvc plots show`), `figures/*.png` (training curves, what each interface learned) and
+`report.md` (one page: every figure with a caption, and the layer analysis of results/analysis/
+that dvc.yaml's analyze stage writes; sfm_fusion/stages/report/page.py).
 
 With a config (params.yaml or configs/*.yaml) the rows, their order and the labels come from
 its plan (sfm_fusion/stages/plan/) and each cell holds the run directories whose config matches it, over
 seeds, folds and mono-1h languages. Without one, rows are inferred from each run's config.yaml.
 
-The report modules import one way: this module imports the others; they share the types of
-report_runs.py and report_layout.py and never import this one.
+The package's modules import one way: this one (`write_report`) imports the others; they share
+the types of runs.py (a run directory) and layout.py (rows, columns, labels) and never import
+the package itself. What callers use is exported here: `write_report`, `build_layout`,
+`load_runs`, `Layout`, `RunResult`.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ import json
 from pathlib import Path
 
 from sfm_fusion.stages.plan import load_experiment
-from sfm_fusion.stages.report_curves import write_curve_figures, write_curves
-from sfm_fusion.stages.report_figures import write_figures
-from sfm_fusion.stages.report_findings import findings_markdown
-from sfm_fusion.stages.report_languages import languages_markdown
-from sfm_fusion.stages.report_layout import Layout, layout_from_config, layout_from_runs
-from sfm_fusion.stages.report_runs import RunResult, load_runs
-from sfm_fusion.stages.report_tables import table_markdown
+from sfm_fusion.stages.report.curves import write_curve_figures, write_curves
+from sfm_fusion.stages.report.figures import write_figures
+from sfm_fusion.stages.report.findings import findings_markdown
+from sfm_fusion.stages.report.languages import languages_markdown
+from sfm_fusion.stages.report.layout import Layout, layout_from_config, layout_from_runs
+from sfm_fusion.stages.report.page import page_markdown
+from sfm_fusion.stages.report.runs import RunResult, load_runs
+from sfm_fusion.stages.report.tables import table_markdown
 
 __all__ = ["Layout", "RunResult", "build_layout", "load_runs", "write_report"]
 
@@ -72,4 +77,6 @@ def write_report(
     write_curves(layout, runs, out / "curves")
     paths.update(write_curve_figures(layout, runs, out / "figures"))
     paths.update(write_figures(layout, runs, out / "figures", importance=importance))
+    paths["report"] = out / "report.md"  # every figure with its caption, and the layer analysis
+    paths["report"].write_text(page_markdown(layout, paths, out), encoding="utf-8")
     return paths
