@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The main job: sets everything up on a fresh machine, then runs the DVC pipeline
-# (by default the built-in offline suite with the two offline Whisper models; see params.yaml):
+# (by default the built-in offline suite with three offline upstreams; see params.yaml):
 #   1. `dvc repro extract`: synthesis (or import) and every feature store
 #   2. `pipeline grid`: every training run, concurrently: one slot per GPU, else one per core
 #      (each finished run is recorded in dvc.lock, so DVC sees it up to date)
-#   3. `dvc repro`: what is left (the report)
+#   3. `dvc repro`: what is left (the layer analysis and the report)
 # Extra arguments go to `pipeline grid` (e.g. --jobs 4, --cluster tcp://HOST:8786).
 set -euo pipefail
 cd "$(dirname "$0")/.."
