@@ -1,0 +1,1 @@
+"""Manifests, their checks and splits, the built-in synthetic suite, and importers of real corpora."""
