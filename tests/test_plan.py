@@ -327,7 +327,7 @@ def test_plan_errors_name_the_file(tmp_path):
         make_plan(load_experiment(p))
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "tiny.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "tiny.yaml", "paper.yaml", "gpu.yaml"])
 def test_experiment_is_typed_and_round_trips(name):
     """Each config parses into the typed tree; its mapping parses back into the same tree and
     the same plan (what the report and the tests that edit a config rely on)."""

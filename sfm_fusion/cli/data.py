@@ -66,7 +66,10 @@ def synth(
     out: Path = typer.Option(
         Path("data/demo"), "--out", help="Folder of the suite (task dirs go inside)."
     ),
-    preset: str = typer.Option("demo", help="Size of the suite: tiny (tests) or demo."),
+    preset: str = typer.Option(
+        "demo",
+        help="Size of the suite: tiny (tests), demo (the default experiment) or large (configs/gpu.yaml).",
+    ),
     seed: int = typer.Option(
         0, help="Seed of every random choice; the same seed gives the same files."
     ),

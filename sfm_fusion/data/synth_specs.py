@@ -106,6 +106,20 @@ PRESETS = {
         sv_test_per_speaker=8,
         sv_words=(3, 5),
     ),
+    # configs/gpu.yaml's suite: about 8x the demo's audio (~15 audio-hours in all), so that the
+    # ASR heads see many voices and sentences; synthesis is CPU work (~10 min on 16 cores)
+    "large": Preset(
+        asr_en=(6000, 200, 200, 200),
+        ml_asr=(4800, 200, 200, 200),
+        er=(2400, 200, 200, 200),
+        words=(3, 8),
+        er_words=(3, 6),
+        sv_speakers=(240, 40, 40),
+        sv_train_per_speaker=10,
+        sv_dev=200,
+        sv_test_per_speaker=10,
+        sv_words=(3, 5),
+    ),
 }
 
 

@@ -35,7 +35,7 @@ class Data:
     """`data`: the suite (data/<suite>/), built-in (`synth`) or imported (`imports`)."""
 
     suite: str
-    synth: str | None = None  # preset of the built-in suite: tiny | demo
+    synth: str | None = None  # preset of the built-in suite: tiny | demo | large
     seed: int = 0
     imports: dict[str, CorpusImport] = field(default_factory=dict)  # YAML key `import`
 
@@ -263,7 +263,7 @@ def _data(r: _Reader, v: Any) -> Data:
     if synth and imports:
         raise r.fail("data", "set either `synth` (the built-in suite) or `import` (real corpora), not both")  # fmt: skip
     if not synth and not imports:
-        raise r.fail("data", "set `synth: tiny|demo` or list corpora under `import:`")
+        raise r.fail("data", "set `synth: tiny|demo|large` or list corpora under `import:`")
     seed = d.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise r.fail("data.seed", f"expected an integer, got {seed!r}")
