@@ -305,20 +305,20 @@ def _placeholders(repo: Path) -> None:
 def test_default_params_resolve_and_dry_run(tmp_path):
     repo = _repo(tmp_path, render(ROOT / "configs" / "default.yaml"))  # not the working copy's
     stages = dvc(repo, "stage", "list", "--name-only").split()
-    assert len(stages) == 1 + 12 + 144 + 1 + 1
+    assert len(stages) == 1 + 12 + 132 + 1 + 1
     assert "synth@demo" in stages and "report" in stages and "analyze" in stages
-    assert sum(s.startswith("train@") for s in stages) == 144
+    assert sum(s.startswith("train@") for s in stages) == 132
     _placeholders(repo)
     out = dvc(repo, "repro", "--dry")
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
-    assert len(cmds) == 1 + 12 + 144 + 1 + 1
+    assert len(cmds) == 1 + 12 + 132 + 1 + 1
     analyze = (
         "> python -m sfm_fusion.stages.dvc_analyze --params params.yaml --out results/analysis"
     )
     assert cmds.index(analyze) < cmds.index("> pipeline report --runs runs --out results --config params.yaml")  # fmt: skip
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
     assert (
-        "> python -m sfm_fusion.stages.dvc_train whisper_base+moonshine_base_en-chconv-er-s2"
+        "> python -m sfm_fusion.stages.dvc_train whisper_base+moonshine_base_en-hconv-er-s2"
         in cmds
     )
     assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"

@@ -1,4 +1,4 @@
-"""Plan expansion: params.yaml (12 rows × 4 tasks × 3 seeds = 144 runs), the paper config, the stage commands."""
+"""Plan expansion: params.yaml (11 rows × 4 tasks × 3 seeds = 132 runs), the paper config, the stage commands."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_committed_params_yaml_is_the_default_config_plus_its_plan(default_param
 
 def test_default_plan_counts(default_params):
     plan = make_plan(load_experiment(default_params))
-    assert len(plan.rows) == 12 and len(plan.runs) == 144 and len(plan.stores) == 12
+    assert len(plan.rows) == 11 and len(plan.runs) == 132 and len(plan.stores) == 12
     assert plan.columns == ["asr_en", "ml_asr", "sv", "er"]
     one, two = "2-model fusion, one family", "2-model fusion, two families"
     assert [(r.section, len(r.members), r.interface) for r in plan.rows] == [
@@ -58,7 +58,7 @@ def test_default_plan_counts(default_params):
         ("Single model", 1, "ws"), ("Single model", 1, "hconv"),
         ("Single model", 1, "ws"), ("Single model", 1, "hconv"),
         (one, 2, "ws"), (one, 2, "hconv"),
-        (two, 2, "ws"), (two, 2, "gumd"), (two, 2, "hconv"), (two, 2, "chconv"),
+        (two, 2, "ws"), (two, 2, "gumd"), (two, 2, "hconv"),
     ]  # fmt: skip
     assert {r.seed for r in plan.runs.values()} == {0, 1, 2}
     run = plan.runs["whisper_base+moonshine_base_en-gumd-ml_asr-s1"]
@@ -183,12 +183,12 @@ def test_tiny_config_merges_over_default(tmp_path):
 def test_stale_params_are_refused(tmp_path, default_params):
     p = tmp_path / "params.yaml"
     text = (default_params).read_text()
-    p.write_text(text.replace("interfaces: [ws, gumd, hconv, chconv]", "interfaces: [ws, hconv]"))
+    p.write_text(text.replace("interfaces: [ws, gumd, hconv]", "interfaces: [ws, hconv]"))
     with pytest.raises(PlanError, match="no longer match"):
         check(p)
     p.write_text(render(p))  # `python -m sfm_fusion.stages.plan write params.yaml` fixes it
     check(p)
-    assert len(make_plan(load_experiment(p)).runs) == 144 - 2 * 4 * 3  # GumD, CHConv rows gone
+    assert len(make_plan(load_experiment(p)).runs) == 132 - 4 * 3  # the GumD row is gone
     assert p.read_text().count(MARKER) == 1
 
 
