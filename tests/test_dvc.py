@@ -318,8 +318,7 @@ def test_default_params_resolve_and_dry_run(tmp_path):
     assert cmds.index(analyze) < cmds.index("> pipeline report --runs runs --out results --config params.yaml")  # fmt: skip
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
     assert (
-        "> python -m sfm_fusion.stages.dvc_train whisper_base+moonshine_base_en-hconv-er-s2"
-        in cmds
+        "> python -m sfm_fusion.stages.dvc_train whisper_base+moonshine_base_en-hconv-er-s2" in cmds
     )
     assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"
 
