@@ -15,7 +15,7 @@ import yaml
 from sfm_fusion.data.manifest import Utterance
 from sfm_fusion.stages import dvc_analyze
 from sfm_fusion.stages.extract import ExtractConfig, run
-from sfm_fusion.stages.plan import MARKER, load_config, make_plan
+from sfm_fusion.stages.plan import MARKER, make_plan, read_experiment_mapping
 from sfm_fusion.stages.report import write_report
 from sfm_fusion.upstreams.base import UpstreamSpec
 from tests.report_fakes import fabricate
@@ -47,7 +47,7 @@ class _Upstream:
 
 
 def _experiment(suite: Path, cache: Path) -> dict:
-    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    cfg = read_experiment_mapping(ROOT / "configs" / "tiny.yaml")
     cfg["paths"] = {"data_root": str(suite.parent), "cache_root": str(cache), "runs_root": "runs"}
     cfg["data"]["suite"] = suite.name
     cfg["tasks"] = {"sv": {"task": "sv"}, "er": {"task": "er"}}
