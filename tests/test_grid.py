@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from sfm_fusion.stages.grid import GridOptions, run_grid
+from sfm_fusion.stages.grid import GridOptions, dvc_commit, run_grid
 from sfm_fusion.stages.grid_jobs import (
     Job,
     JobResult,
@@ -20,7 +21,7 @@ from sfm_fusion.stages.grid_jobs import (
     run_local,
     thread_env,
 )
-from sfm_fusion.stages.plan import make_plan, read_experiment_mapping
+from sfm_fusion.stages.plan import PlanError, make_plan, read_experiment_mapping
 from tests.test_dvc import ROOT, _params_text, _repo, _small_experiment, dvc
 
 
@@ -142,6 +143,25 @@ def test_grid_trains_what_is_pending_and_dvc_agrees(tmp_path, monkeypatch):
     assert sorted(rep.done) == sorted(k for k in runs if "-gumd-" in k)
     run_cfg = json.loads((repo / "runs" / rep.done[0] / "config.yaml").read_text())
     assert run_cfg["interface_args"]["linear_steps"] == 61
+
+
+def test_recording_runs_writes_the_lock_dvc_commit_writes(tmp_path, monkeypatch):
+    """dvc_commit records several runs in one pass (DVC's Repo, one read and one write of
+    dvc.lock); the lock it leaves is the one `dvc commit -f train@KEY ...` leaves."""
+    repo, cfg = _grid_repo(tmp_path)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    rep = run_grid(GridOptions(jobs=2, dvc=False), root=repo, echo=lambda s: None)
+    keys = sorted(rep.done)
+    assert len(keys) >= 3 and not rep.failed
+    before = (repo / "dvc.lock").read_text()
+    assert not any(f"train@{k}" in before for k in keys)  # trained, not recorded
+    dvc(repo, "commit", "-f", *(f"train@{k}" for k in keys))
+    by_cli = yaml.safe_load((repo / "dvc.lock").read_text())
+    (repo / "dvc.lock").write_text(before)
+    dvc_commit(repo, keys)
+    assert yaml.safe_load((repo / "dvc.lock").read_text()) == by_cli  # the same entries
+    with pytest.raises(PlanError, match="no stage"):
+        dvc_commit(repo, ["not-a-run"])
 
 
 def test_grid_blocks_runs_whose_stores_are_missing(tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
     params.yaml plan -> pending runs (`dvc status`) -> jobs (a job: runs one worker trains in
     turn) -> slots (local processes pinned to a GPU or a share of the cores) or Dask workers
-    -> each finished job recorded in dvc.lock (`dvc commit train@KEY`, serialized here)
+    -> each finished job recorded in dvc.lock (as `dvc commit train@KEY` does; serialized here)
 
 A job runs as one process, `python -m sfm_fusion.stages.grid_worker RUN_KEY...` (sfm_fusion/stages/grid_worker.py),
 which trains its runs through the same `train_run` as dvc.yaml's train stage; so a run's
@@ -23,7 +23,9 @@ engine), grid_dask.py (the Dask engine), grid_worker.py (one job's process).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -137,11 +139,34 @@ def _dvc() -> str:
 
 
 def dvc_commit(root: Path, keys: list[str]) -> None:
-    """Record finished runs in dvc.lock (`dvc commit -f train@KEY ...`): one call, DVC's repo lock."""
-    p = subprocess.run([_dvc(), "commit", "-f", "-q", *(f"train@{k}" for k in keys)], cwd=root,
-                       capture_output=True, text=True)  # fmt: skip
-    if p.returncode != 0:
-        raise PlanError(f"`dvc commit` of {keys} failed: {p.stderr.strip() or p.stdout.strip()}")
+    """Record finished runs in dvc.lock, as `dvc commit -f train@KEY ...` would.
+
+    The CLI re-reads and rewrites the whole dvc.lock once per target: with the default
+    experiment's 132 train stages (a 20,000-line lock file) that is 7-8 s of CPU per run, 16
+    minutes over the grid, taken from the training slots. Here DVC's own Repo collects the train
+    stages once, saves and commits the finished ones (what `Repo.commit` does per target) and
+    writes dvc.lock once, under DVC's repo lock: about 3 s plus 0.5 s per run.
+    """
+    from dvc.exceptions import DvcException  # DVC loads slowly: only when recording
+    from dvc.repo import Repo
+
+    want = {f"train@{k}" for k in keys}
+    log = logging.getLogger("dvc")
+    level = log.level
+    log.setLevel(logging.ERROR)  # as `dvc commit -q`: DVC's info and warnings are not ours to show
+    try:  # DVC resolves paths against the working directory, as its CLI in ROOT would
+        with contextlib.chdir(root), Repo(".") as repo, repo.lock:
+            stages = [i.stage for i in repo.stage.collect_granular("train") if i.stage.name in want]  # fmt: skip
+            if missing := want - {s.name for s in stages}:
+                raise PlanError(f"dvc.yaml has no stage {sorted(missing)}: rerun `python -m sfm_fusion.stages.plan write`")  # fmt: skip
+            for stage in stages:
+                stage.save()
+                stage.commit()
+            stages[0].dvcfile.dump_stages(stages, update_pipeline=False)
+    except DvcException as e:
+        raise PlanError(f"`dvc commit` of {keys} failed: {e}") from e
+    finally:
+        log.setLevel(level)
 
 
 def locked_stages(root: Path) -> set[str]:
