@@ -146,20 +146,29 @@ def test_grid_trains_what_is_pending_and_dvc_agrees(tmp_path, monkeypatch):
 
 
 def test_recording_runs_writes_the_lock_dvc_commit_writes(tmp_path, monkeypatch):
-    """dvc_commit records several runs in one pass (DVC's Repo, one read and one write of
-    dvc.lock); the lock it leaves is the one `dvc commit -f train@KEY ...` leaves."""
+    """The grid records finished runs at most every `record_every` seconds and at the end, each
+    time in one pass (DVC's Repo: one read and one write of dvc.lock); the lock it leaves has the
+    entries `dvc commit -f train@KEY ...` writes."""
+    import sfm_fusion.stages.grid as grid
+
     repo, cfg = _grid_repo(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin")
-    rep = run_grid(GridOptions(jobs=2, dvc=False), root=repo, echo=lambda s: None)
+    before = (repo / "dvc.lock").read_text()
+    calls: list[list[str]] = []
+
+    def counted(root: Path, keys: list[str]) -> None:
+        calls.append(keys)
+        dvc_commit(root, keys)
+
+    monkeypatch.setattr(grid, "dvc_commit", counted)
+    rep = run_grid(GridOptions(jobs=2, record_every=1e9), root=repo, echo=lambda s: None)
     keys = sorted(rep.done)
     assert len(keys) >= 3 and not rep.failed
-    before = (repo / "dvc.lock").read_text()
-    assert not any(f"train@{k}" in before for k in keys)  # trained, not recorded
-    dvc(repo, "commit", "-f", *(f"train@{k}" for k in keys))
-    by_cli = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert [sorted(c) for c in calls] == [keys]  # one recording, at the end
+    by_grid = yaml.safe_load((repo / "dvc.lock").read_text())
     (repo / "dvc.lock").write_text(before)
-    dvc_commit(repo, keys)
-    assert yaml.safe_load((repo / "dvc.lock").read_text()) == by_cli  # the same entries
+    dvc(repo, "commit", "-f", *(f"train@{k}" for k in keys))
+    assert yaml.safe_load((repo / "dvc.lock").read_text()) == by_grid  # the same entries
     with pytest.raises(PlanError, match="no stage"):
         dvc_commit(repo, ["not-a-run"])
 

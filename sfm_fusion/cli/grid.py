@@ -27,6 +27,9 @@ def grid(
         "--dvc/--no-dvc",
         help="Ask DVC what is pending and record what finished (default: in a DVC repo).",  # fmt: skip
     ),
+    record_every: float = typer.Option(
+        120.0, "--record-every", help="Seconds between recordings of finished runs in dvc.lock."
+    ),
 ) -> None:
     """Train the runs `dvc status` lists as pending, concurrently, and record them in dvc.lock."""
     from sfm_fusion.stages.grid import GridOptions, run_grid
@@ -37,7 +40,7 @@ def grid(
     if jobs is not None and jobs < 1:
         raise typer.BadParameter(f"--jobs {jobs}: need at least 1")
     opts = GridOptions(params=params, jobs=jobs, threads=threads, cluster=cluster, device=device, retries=retries, pack=pack,
-                       dry_run=dry_run, dvc=dvc)  # fmt: skip
+                       dry_run=dry_run, dvc=dvc, record_every=record_every)  # fmt: skip
     try:
         rep = run_grid(opts, echo=typer.echo)
     except (PlanError, ValueError, OSError) as e:

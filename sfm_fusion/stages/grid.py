@@ -188,6 +188,7 @@ class GridOptions:
         True  # runs that can share one pass over the cache train packed (sfm_fusion/stages/pack.py)
     )
     dvc: bool | None = None  # None: when ROOT is a DVC repository
+    record_every: float = 120.0  # seconds between recordings of finished runs in dvc.lock
     logs: str | None = None  # default: .dvc/tmp/grid (DVC) or <runs_root>/.grid-logs
 
 
@@ -234,17 +235,31 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
                 rep.failed[k] = f"exit status {res.rc}, see {res.log}"
             echo(f"  FAILED {job.name}: exit status {res.rc}, see {res.log}")
             return False
-        if use_dvc:
-            try:
-                dvc_commit(root, job.keys)
-            except PlanError as e:  # trained, not recorded: `dvc commit` by hand, or `dvc repro`
-                for k in job.keys:
-                    rep.failed[k] = str(e)
-                echo(f"  trained {job.name} but could not record it: {e}")
-                return False
         rep.done += job.keys
+        unrecorded.extend(job.keys)
         echo(f"  done {job.name} in {res.seconds:.1f} s [{len(rep.done)}/{len(rep.pending)}]")
+        record()
         return False
+
+    unrecorded: list[str] = []
+    last_record = [time.monotonic()]
+
+    def record(final: bool = False) -> None:
+        """Record finished runs in dvc.lock: at most every `record_every` seconds, and at the end
+        (one DVC pass costs seconds of CPU that the training slots would lose)."""
+        if not (use_dvc and unrecorded) or (not final and time.monotonic() - last_record[0] < opts.record_every):  # fmt: skip
+            return
+        keys = list(unrecorded)
+        unrecorded.clear()
+        try:
+            dvc_commit(root, keys)
+            echo(f"  recorded {len(keys)} run(s) in dvc.lock")
+        except PlanError as e:  # trained, not recorded: `dvc commit` by hand, or `dvc repro`
+            for k in keys:
+                rep.done.remove(k)
+                rep.failed[k] = str(e)
+            echo(f"  trained {len(keys)} run(s) but could not record them: {e}")
+        last_record[0] = time.monotonic()
 
     def log(job: Job) -> str:
         return str(logs / f"{job.name}.log")
@@ -259,6 +274,7 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
         try:
             run_dask(jobs, client, task, on_result)
         finally:
+            record(final=True)
             client.close()
             if owned is not None:
                 owned.close()
@@ -268,7 +284,10 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
             argv = worker_argv(opts.params, job, opts.device, s.threads, s.cores, opts.pack)
             return run_job(str(root), argv, thread_env(s.threads, s.gpu), log(job))
 
-        run_local(jobs, slots, launch, on_result)
+        try:
+            run_local(jobs, slots, launch, on_result)
+        finally:  # Ctrl-C, or an error here: what finished is still recorded
+            record(final=True)
     rep.seconds = time.monotonic() - t0
     echo(f"trained {len(rep.done)} run(s) in {rep.seconds:.1f} s, {len(rep.failed)} failed, "
          f"{rep.resubmitted} resubmitted" + ("; recorded in dvc.lock" if use_dvc else ""))  # fmt: skip
