@@ -152,3 +152,16 @@ def test_specaug_only_in_training(on):
     a, _ = head(x, torch.tensor([30, 20]))
     b, _ = head(x, torch.tensor([30, 20]))
     assert torch.equal(a, b)
+
+
+def test_metric_option_picks_the_value_and_keeps_both():
+    """`metric: cer` makes CER the run's value (model selection, the table); WER stays beside it."""
+    utts = _corpus(4, 3, "test")
+    hyps = [u.text[:-2] for u in utts]  # every clip's last word misspelt: WER > 0, CER small
+    by_wer = ASR({}, []).score(hyps, utts, "test")
+    by_cer = ASR({"metric": "cer"}, []).score(hyps, utts, "test")
+    assert by_wer["metric"] == "wer" and by_wer["value"] == by_wer["wer"]
+    assert by_cer["metric"] == "cer" and by_cer["value"] == by_cer["cer"] < by_cer["wer"]
+    assert (by_wer["wer"], by_wer["cer"]) == (by_cer["wer"], by_cer["cer"])
+    with pytest.raises(ValueError, match="metric"):
+        ASR({"metric": "bleu"}, [])

@@ -214,9 +214,14 @@ class ASR(CTCTask):
                             plateau for the whole short demo run (WER 1.0 after 300 steps).
         downsample: 1       stack k adjacent frames before the projection (s3prl's RNN
                             `sample_style: concat`): k× fewer LSTM steps; the demo uses 2 (25 Hz)
+        metric: wer         the run's metric: `wer` (SUPERB) or `cer`. It picks the best dev
+                            checkpoint and is the table's value; the other is recorded beside it.
+                            A short run that has just left the CTC blank plateau spells words
+                            half right (CER 40 %) but few whole (WER ~100 %, and selecting on it
+                            prefers an all-blank checkpoint at exactly 100 %): `cer` ranks such runs.
 
     Targets: normalised text (`metrics.normalize_en`), spaces as `|`. Outputs of predict():
-    hypothesis strings. score(): WER (metric "wer", lower is better) with CER alongside.
+    hypothesis strings. score(): WER and CER (lower is better); `metric` says which is the value.
     """
 
     name = "asr"
@@ -245,6 +250,9 @@ class ASR(CTCTask):
 
     def __init__(self, cfg: dict, train_utts: list[Utterance]):
         super().__init__(cfg, train_utts)
+        self.metric = str(self.cfg.get("metric", "wer"))
+        if self.metric not in ("wer", "cer"):
+            raise ValueError(f"{self.name}: metric must be 'wer' or 'cer', got {self.metric!r}")
         self.vocab: list[str] = SPECIALS + EN_CHARS
         self._index = {c: i for i, c in enumerate(self.vocab)}
 
@@ -279,15 +287,8 @@ class ASR(CTCTask):
     ) -> dict:
         refs = [normalize_en(u.text or "") for u in utts]
         hyps = [normalize_en(h) for h in outputs]
-        return metrics_record(
-            self.name,
-            "wer",
-            wer(refs, hyps),
-            "lower",
-            split,
-            cer=cer(refs, hyps),
-            num_utts=len(refs),
-        )
+        both = {"wer": wer(refs, hyps), "cer": cer(refs, hyps)}
+        return metrics_record(self.name, self.metric, both[self.metric], "lower", split, **both, num_utts=len(refs))  # fmt: skip
 
     def state(self) -> dict:
         return {"vocab": list(self.vocab)}
