@@ -27,9 +27,10 @@ Encodings (sfm_fusion/encoding.py): every tier holds and moves the stored values
 int8 / fp8, so the gpu and pinned tiers fit twice the audio); the decode (one multiply by the
 (L, D) scales, after a 256-entry table for fp8) runs on the training device as the last step.
 
-Batches are bucketed by length: with shuffling, the utterances are permuted with the seed (and
-epoch), cut into buckets of `bucket_batches` batches, sorted by length inside each bucket and
-cut into batches, and the batches are shuffled; without it, batches follow length order.
+Batches are bucketed by length (the manifest's audio durations, the same for every store set):
+with shuffling, the utterances are permuted with the seed (and epoch), cut into buckets of
+`bucket_batches` batches, sorted by length inside each bucket and cut into batches, and the
+batches are shuffled; without it, batches follow length order.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ class MisalignedStoresError(UserError, ValueError):
 
 def _store_name(store: Any) -> str:
     return str(getattr(store, "path", None) or repr(store))
+
+
+def manifest_durations(utts: Sequence[Utterance]) -> np.ndarray:
+    """(U,) the utterances' audio durations in seconds, as length bucketing uses them."""
+    return np.array([float(u.duration) for u in utts], dtype=np.float64)
 
 
 class FeatureDataset(Dataset):
@@ -153,8 +159,10 @@ class FeatureDataset(Dataset):
         return s.raw(uid) if self.scales[k] is not None else s[uid]
 
     def durations(self) -> np.ndarray:
-        """(U,) seconds per utterance (the longest over stores), the key of length bucketing."""
-        return (self.lengths / np.array(self.frame_rates)[:, None]).max(axis=0)
+        """(U,) seconds per utterance, the key of length bucketing: the manifest's audio durations,
+        so that every set of stores over one manifest gets the same batches (a Moonshine run,
+        41.67 Hz, can share a pass with Whisper runs, 50 Hz; sfm_fusion/stages/pack.py)."""
+        return manifest_durations(self.utts)
 
     def nbytes(self) -> int:
         """Bytes of all the dataset's stored features over all stores (1 a value for 8-bit)."""

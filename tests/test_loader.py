@@ -191,3 +191,20 @@ def test_workers_pass_batches_through_shared_memory_for_other_stores():
     loader = make_loader(FeatureDataset([a, b], utts), 5, shuffle=True, device="cpu", num_workers=1)
     assert not loader.readahead  # not memory-mapped: workers read and send the bytes
     check_batches(loader, [a, b], utts)
+
+
+def test_stores_at_other_frame_rates_get_the_same_batches():
+    """Bucketing sorts by the manifest's durations, so a 25 Hz store and a 50 Hz store of the
+    same utterances (frame counts rounded differently) give the same batches: runs over either
+    can share one pass (a Moonshine run with Whisper runs)."""
+    a, b, utts = two_stores()
+    da, db = FeatureDataset([a], utts), FeatureDataset([b], utts)
+    assert np.array_equal(da.durations(), db.durations())
+    assert np.array_equal(da.durations(), [u.duration for u in utts])
+    by_frames = [[a.length(u.id) / 50 for u in utts], [b.length(u.id) / 25 for u in utts]]
+    assert not np.array_equal(*by_frames)  # the stores' own lengths would disagree
+
+    def ids(ds):
+        return [batch["ids"] for batch in make_loader(ds, 4, shuffle=True, seed=3, tier="mmap", device="cpu")]  # fmt: skip
+
+    assert ids(da) == ids(db)

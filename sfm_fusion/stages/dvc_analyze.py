@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -35,6 +34,7 @@ from sfm_fusion.analysis.probe import (
 from sfm_fusion.analysis.similarity import layer_similarity, write_similarity
 from sfm_fusion.data.manifest import Utterance
 from sfm_fusion.data.splits import read_splits
+from sfm_fusion.stages.dvc_stage import report_user_errors
 from sfm_fusion.stages.plan import PlanError, check
 from sfm_fusion.store import open_store, store_exists
 
@@ -180,14 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default=OUT, help="folder of the results (default: %(default)s)")
     a = p.parse_args(argv)
-    try:
-        print(analyze(a.params, a.out))
-    except (ValueError, RuntimeError, OSError, KeyError) as e:
-        if os.environ.get("PIPELINE_DEBUG"):
-            raise
-        print(f"error (analyze): {e}", file=sys.stderr)
-        return 2
-    return 0
+    return report_user_errors(
+        "analyze", lambda: print(analyze(a.params, a.out)), errors=(KeyError,)
+    )
 
 
 if __name__ == "__main__":

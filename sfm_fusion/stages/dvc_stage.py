@@ -1,4 +1,4 @@
-"""What dvc.yaml's extract and train stages share: find an item of params.yaml's plan, report errors.
+"""What dvc.yaml's stages share: find an item of params.yaml's plan (extract, train), report errors (all).
 
 The stages themselves are sfm_fusion/stages/dvc_extract.py (`python -m sfm_fusion.stages.dvc_extract KEY`) and
 sfm_fusion/stages/dvc_train.py (`python -m sfm_fusion.stages.dvc_train KEY`): two entry modules, so that each DVC
@@ -35,21 +35,32 @@ def lookup(params: str, kind: str, key: str) -> tuple[Experiment, Plan, Any]:
 
 
 def stage_main(kind: str, doc: str, handler: Callable[[Experiment, Any], None], argv: list[str] | None) -> int:  # fmt: skip
-    """The command line of one DVC stage: KEY [--params FILE]; user errors print one line, rc 2.
-
-    A user error is any ValueError / RuntimeError / OSError (PlanError, ConfigError, StoreError,
-    RunDirError, ...): their messages name the file and what to do. PIPELINE_DEBUG=1 re-raises.
-    """
+    """The command line of one DVC stage: KEY [--params FILE]; user errors print one line, rc 2
+    (`report_user_errors`)."""
     p = argparse.ArgumentParser(prog=f"python -m sfm_fusion.stages.dvc_{kind}", description=doc)
     p.add_argument("key", help=f"a key of params.yaml's generated `{'stores' if kind == 'extract' else 'runs'}`")  # fmt: skip
     p.add_argument("--params", default="params.yaml")
     a = p.parse_args(argv)
-    try:
+
+    def run() -> None:
         exp, _, item = lookup(a.params, kind, a.key)
         handler(exp, item)
-    except (ValueError, RuntimeError, OSError) as e:
+
+    return report_user_errors(f"{kind} {a.key}", run)
+
+
+def report_user_errors(what: str, run: Callable[[], None], errors: tuple[type[Exception], ...] = ()) -> int:  # fmt: skip
+    """Run a stage; a user error prints one line, `error (WHAT): message`, and returns 2.
+
+    A user error is any ValueError / RuntimeError / OSError (PlanError, ConfigError, StoreError,
+    RunDirError, ...), plus `errors`: their messages name the file and what to do.
+    PIPELINE_DEBUG=1 re-raises.
+    """
+    try:
+        run()
+    except (ValueError, RuntimeError, OSError, *errors) as e:
         if os.environ.get("PIPELINE_DEBUG"):
             raise
-        print(f"error ({kind} {a.key}): {e}", file=sys.stderr)
+        print(f"error ({what}): {e}", file=sys.stderr)
         return 2
     return 0

@@ -5,8 +5,8 @@
 
 Runs pack when they train on the same batches in the same order: same task (and task args),
 data, seed, batch size, accumulation, feature source, device, loader tier/workers and CPU
-threads, and the same per-utterance durations over their stores (the bucketed sampler sorts by
-them; stores of the same audio at the same frame rate agree). The interfaces, models,
+threads, and the same train durations (the bucketed sampler sorts by the manifest's, whatever
+the stores' frame rates). The interfaces, models,
 learning rates, step counts and evaluation schedules may differ. One loader reads the union of
 the group's stores; every batch is read once and each run takes its stores' part of it.
 
@@ -26,14 +26,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sfm_fusion.data.manifest import read_manifest
 from sfm_fusion.device import resolve_device
 from sfm_fusion.errors import UserError
+from sfm_fusion.loader import manifest_durations
 from sfm_fusion.stages.config import RunConfig
 from sfm_fusion.stages.feed import Setup, find_stores, iter_batches
 from sfm_fusion.stages.train import Trainer, console, epoch_stream, open_run, trainable
@@ -68,30 +67,23 @@ def store_paths(cfg: RunConfig) -> list[Path]:
     return [p.resolve() for p in find_stores(cfg.models, cfg.cache, cfg.stores)]
 
 
-def _durations_key(cfg: RunConfig, readers: dict[Path, Any]) -> str:
-    """A hash of the (U,) train durations the run's sampler sorts by (max over its stores)."""
-    ids = [u.id for u in read_manifest(Path(cfg.data) / "train.jsonl", check_files=False)]
-    secs = []
-    for p in store_paths(cfg):
-        if p not in readers:
-            readers[p] = open_store(p)
-        r = readers[p]
-        secs.append(np.array([r.length(i) for i in ids], dtype=np.float64) / float(r.frame_rate))
-    return hashlib.sha1(np.max(secs, axis=0).tobytes()).hexdigest()
+def _durations_key(cfg: RunConfig) -> str:
+    """A hash of the (U,) train durations the run's sampler sorts by (the manifest's)."""
+    utts = read_manifest(Path(cfg.data) / "train.jsonl", check_files=False)
+    return hashlib.sha1(manifest_durations(utts).tobytes()).hexdigest()
 
 
 def pack_groups(cfgs: list[RunConfig]) -> list[list[RunConfig]]:
     """Partition runs into groups that can share one pass (input order kept inside groups).
 
-    On-the-fly runs never pack (each group is one run). Opens the stores to compare lengths.
+    On-the-fly runs never pack (each group is one run).
     """
-    readers: dict[Path, Any] = {}
     groups: dict[str, list[RunConfig]] = {}
     for i, cfg in enumerate(cfgs):
         if cfg.train.features != "cache":
             key = f"alone-{i}"
         else:
-            key = _batch_key(cfg) + _durations_key(cfg, readers)
+            key = _batch_key(cfg) + _durations_key(cfg)
         groups.setdefault(key, []).append(cfg)
     return list(groups.values())
 
