@@ -5,8 +5,9 @@
 #   2. `pipeline grid`: every training run, concurrently: one slot per GPU, else one per core
 #      (each finished run is recorded in dvc.lock, so DVC sees it up to date)
 #   3. `dvc repro --single-item analyze report`: what is left, the layer analysis and the report
-#      (a plain `dvc repro` would do the same but first re-check every stage above (145 in the default experiment): 2 minutes
-#      of DVC reading params.yaml on 2 cores; afterwards it finds nothing to do)
+#      (a plain `dvc repro` would do the same but first re-check every stage above, 145 in the
+#      default experiment: 2 minutes of DVC reading params.yaml on 2 cores; afterwards it finds
+#      nothing to do)
 # Extra arguments go to `pipeline grid` (e.g. --jobs 4, --cluster tcp://HOST:8786).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -161,7 +161,9 @@ def test_recording_runs_writes_the_lock_dvc_commit_writes(tmp_path, monkeypatch)
         dvc_commit(root, keys)
 
     monkeypatch.setattr(grid, "dvc_commit", counted)
+    cwd = Path.cwd()
     rep = run_grid(GridOptions(jobs=2, record_every=1e9), root=repo, echo=lambda s: None)
+    assert Path.cwd() == cwd != repo  # DVC ran in the repo; the caller's directory is restored
     keys = sorted(rep.done)
     assert len(keys) >= 3 and not rep.failed
     assert [sorted(c) for c in calls] == [keys]  # one recording, at the end

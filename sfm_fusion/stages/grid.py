@@ -23,9 +23,9 @@ engine), grid_dask.py (the Dask engine), grid_worker.py (one job's process).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -152,10 +152,11 @@ def dvc_commit(root: Path, keys: list[str]) -> None:
 
     want = {f"train@{k}" for k in keys}
     log = logging.getLogger("dvc")
-    level = log.level
+    level, cwd = log.level, os.getcwd()
     log.setLevel(logging.ERROR)  # as `dvc commit -q`: DVC's info and warnings are not ours to show
-    try:  # DVC resolves paths against the working directory, as its CLI in ROOT would
-        with contextlib.chdir(root), Repo(".") as repo, repo.lock:
+    os.chdir(root)  # DVC resolves paths against the working directory, as its CLI in ROOT would
+    try:
+        with Repo(".") as repo, repo.lock:
             stages = [i.stage for i in repo.stage.collect_granular("train") if i.stage.name in want]  # fmt: skip
             if missing := want - {s.name for s in stages}:
                 raise PlanError(f"dvc.yaml has no stage {sorted(missing)}: rerun `python -m sfm_fusion.stages.plan write`")  # fmt: skip
@@ -166,6 +167,7 @@ def dvc_commit(root: Path, keys: list[str]) -> None:
     except DvcException as e:
         raise PlanError(f"`dvc commit` of {keys} failed: {e}") from e
     finally:
+        os.chdir(cwd)
         log.setLevel(level)
 
 
@@ -242,12 +244,13 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
         return False
 
     unrecorded: list[str] = []
-    last_record = [time.monotonic()]
+    last_record = time.monotonic()
 
     def record(final: bool = False) -> None:
         """Record finished runs in dvc.lock: at most every `record_every` seconds, and at the end
         (one DVC pass costs seconds of CPU that the training slots would lose)."""
-        if not (use_dvc and unrecorded) or (not final and time.monotonic() - last_record[0] < opts.record_every):  # fmt: skip
+        nonlocal last_record
+        if not (use_dvc and unrecorded) or (not final and time.monotonic() - last_record < opts.record_every):  # fmt: skip
             return
         keys = list(unrecorded)
         unrecorded.clear()
@@ -259,7 +262,7 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
                 rep.done.remove(k)
                 rep.failed[k] = str(e)
             echo(f"  trained {len(keys)} run(s) but could not record them: {e}")
-        last_record[0] = time.monotonic()
+        last_record = time.monotonic()
 
     def log(job: Job) -> str:
         return str(logs / f"{job.name}.log")
