@@ -6,8 +6,8 @@ Usage: .venv/bin/python bench/bench_encodings.py [--preset tiny|demo] [--suite D
        [--interface ws] [--work DIR] [--md FILE] [--threads 1] [--device cpu]
 
 For every task of the built-in offline suite and every upstream, stage one writes one store per
-encoding (`sfm_fusion.stages.extract.run`, the code behind `pipeline extract --encoding`); `pipeline cache
-verify` must pass on each. Then stage two trains the same run from each store (`sfm_fusion.stages.train`,
+encoding (`pipeline.extract.engine.run`, the code behind `pipeline extract --encoding`); `pipeline cache
+verify` must pass on each. Then stage two trains the same run from each store (`pipeline.train.loop`,
 the code behind `pipeline train`: the task's default config, the ws interface, the same seeds
 and steps: --seeds for every encoding), and the test metric of best-on-dev is read from
 metrics.json. fp16 also runs --spread-seeds; its runs over all seeds give the run-to-run spread
@@ -33,12 +33,12 @@ from pathlib import Path
 
 import torch
 
-from sfm_fusion.cli.cache import store_info, verify_store
-from sfm_fusion.data.synth import synthesize
-from sfm_fusion.stages.config import resolve_config
-from sfm_fusion.stages.extract import ExtractConfig, run
-from sfm_fusion.stages.train import train
-from sfm_fusion.upstreams.registry import load_upstream
+from pipeline.cli.cache import store_info, verify_store
+from pipeline.data.synth import synthesize
+from pipeline.extract.engine import ExtractConfig, run
+from pipeline.train.config import resolve_config
+from pipeline.train.loop import train
+from pipeline.upstreams.registry import load_upstream
 
 TASK_DIR = {"asr_en": "asr_en", "ml_asr": "ml_asr", "sv": "sv", "er": "er"}
 
@@ -172,7 +172,7 @@ def main() -> None:
     head = (
         f"preset `{args.preset}`, whisper mode `{args.whisper_mode}`, interface `{args.interface}`, "
         f"seeds {seeds} for every encoding and {seeds + spread_seeds} for the fp16 spread, device "
-        f"{args.device}, the tasks' default configs (sfm_fusion/stages/config.py); test metric of best-on-dev, "
+        f"{args.device}, the tasks' default configs (pipeline/train/config.py); test metric of best-on-dev, "
         f"fractions (WER/CER/EER lower is better, accuracy higher); Δ = 8-bit - fp16 on the same "
         f"seeds, 'within' when |Δ| <= the fp16 spread (max - min over its seeds). The final "
         f"training loss (mean over the last evaluation interval) is a finer-grained check where "

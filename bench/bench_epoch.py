@@ -4,15 +4,15 @@
 Usage: .venv/bin/python bench/bench_epoch.py [--utts 16] [--seconds 3,5] [--batch 8]
        [--interface ws] [--asr-hidden 1024] [--repeats 2] [--device cpu|cuda] [--threads N]
 
-A base-sized WavLM with random weights (sfm_fusion.upstreams.hf.base_sized_random_hf: 13 × 768,
+A base-sized WavLM with random weights (pipeline.upstreams.hf.base_sized_random_hf: 13 × 768,
 the real architecture and speed) runs once over --utts noise clips to write a store; then one
 training epoch (the same length-bucketed batches, forward + backward + AdamW through the
-engine's own step, sfm_fusion.stages.train.Trainer) is timed both ways:
+engine's own step, pipeline.train.loop.Trainer) is timed both ways:
 
-- cache: features read from the store by sfm_fusion.loader (tier auto) and cast on the device;
+- cache: features read from the store by pipeline.feed.loader (tier auto) and cast on the device;
 - on the fly: the upstream runs inside the step on the audio under torch.no_grad (s3prl's way).
 
-Heads: ER (SUPERB: Linear→256, mean pool, Linear→4) and ASR (sfm_fusion.tasks.asr, SUPERB size
+Heads: ER (SUPERB: Linear→256, mean pool, Linear→4) and ASR (pipeline.tasks.asr, SUPERB size
 by default: Linear→1024, 2 × BiLSTM-1024, CTC). Each pair of epochs is interleaved and the
 ratio is the median over --repeats pairs (steadier on a shared machine), after a warm-up batch.
 """
@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfm_fusion.audio import write_wav
-from sfm_fusion.data.manifest import Utterance, write_manifest
-from sfm_fusion.stages.config import resolve_config
-from sfm_fusion.stages.feed import build_setup, iter_batches
-from sfm_fusion.stages.train import Trainer, reseed
-from sfm_fusion.store import StoreWriter, make_fingerprint, manifest_hash
-from sfm_fusion.upstreams.hf import base_sized_random_hf
+from pipeline.audio import write_wav
+from pipeline.data.manifest import Utterance, write_manifest
+from pipeline.store import StoreWriter, make_fingerprint, manifest_hash
+from pipeline.train.config import resolve_config
+from pipeline.train.feed import build_setup, iter_batches
+from pipeline.train.loop import Trainer, reseed
+from pipeline.upstreams.hf import base_sized_random_hf
 
 WORDS = ["HELLO", "WORLD", "SPEECH", "MODEL", "LAYER", "FUSION", "CACHE", "STORE"]
 
@@ -62,7 +62,7 @@ def make_data(root: Path, n: int, seconds: tuple[float, float], seed: int = 0) -
 
 def write_store(up, utts: list[Utterance], path: Path, device: torch.device) -> float:
     """Run the upstream over every clip (one at a time: no padding effects) into a store."""
-    from sfm_fusion.audio import load_audio
+    from pipeline.audio import load_audio
 
     fp = make_fingerprint(up.spec, up.weights_hash(), None, manifest_hash(utts))
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@
     python bench/bench_extract.py [--model whisper_tiny_en] [--device cpu|cuda] [--clips 24]
 
 Prints three ratios (and the goal for each):
-  extract ÷ max(bare forward, plain write)   wall time of sfm_fusion.stages.extract.run on a manifest, over
+  extract ÷ max(bare forward, plain write)   wall time of pipeline.extract.engine.run on a manifest, over
                                              the larger of (a) the bare model forward on the same
                                              audio already in memory, same batches, fp16 copy to
                                              host, and (b) numpy tofile + fsync of the same bytes
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfm_fusion.audio import load_audio, write_wav
-from sfm_fusion.data.manifest import Utterance, write_manifest
-from sfm_fusion.device import resolve_device
-from sfm_fusion.stages.extract import ExtractConfig, _forward, make_batches, run
+from pipeline.audio import load_audio, write_wav
+from pipeline.data.manifest import Utterance, write_manifest
+from pipeline.device import resolve_device
+from pipeline.extract.engine import ExtractConfig, _forward, make_batches, run
 
 
 def make_clips(root: Path, n: int, max_s: float, seed: int = 0) -> list[Utterance]:
@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--mode-repeats", type=int, default=3, help="interleaved pad30/trim rounds")
     ap.add_argument("--dir", default=None, help="where the data and stores go (the disk measured)")
     a = ap.parse_args()
-    from sfm_fusion.upstreams.registry import load_upstream
+    from pipeline.upstreams.registry import load_upstream
 
     device = resolve_device(a.device)
     bs = a.batch_seconds or (400.0 if device.startswith("cuda") else 40.0)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from sfm_fusion.data.synth import synthesize
-from sfm_fusion.stages.dvc_extract import extract_store
-from sfm_fusion.stages.grid import GridOptions, run_grid
-from sfm_fusion.stages.plan import load_experiment, make_plan, read_experiment_mapping, render
+from pipeline.data.synth import synthesize
+from pipeline.extract.from_plan import extract_store
+from pipeline.grid.runner import GridOptions, run_grid
+from pipeline.plan import load_experiment, make_plan, read_experiment_mapping, render
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/bench_loader.py [--mb 300] [--batch 8] [--device c
        [--workers 0,2] [--repeats 3] [--dir DIR]
 
 Writes a synthetic store of about --mb MB (13 x 768 fp16, a base model's states, utterances
-of 1-10 s at 50 Hz) with sfm_fusion.store's writer, and the same frames as one flat .npy file.
+of 1-10 s at 50 Hz) with pipeline.store's writer, and the same frames as one flat .npy file.
 Then, with the page cache warm, one epoch of the same length-bucketed batches is read
 
 - baseline: np.memmap of the flat file (mapped once), each utterance copied into a zero-padded (B, T, L, D)
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfm_fusion.data.manifest import Utterance
-from sfm_fusion.loader import BucketBatchSampler, FeatureDataset, make_loader
-from sfm_fusion.store import StoreWriter, open_store
+from pipeline.data.manifest import Utterance
+from pipeline.feed.loader import BucketBatchSampler, FeatureDataset, make_loader
+from pipeline.store import StoreWriter, open_store
 
 L, D, RATE = 13, 768, 50.0
 

@@ -8,7 +8,7 @@ Synthetic stores (two upstreams of L x D fp16 hidden states, 1-3 s utterances at
 frame counts, so every run packs) feed K = 8 runs of one table column: ws, hconv, gumd, chconv
 over both stores and ws, hconv over each store alone (--light: 8 ws runs over both stores at 8
 learning rates, the light-head case where the feed dominates). For each task the 8 runs are trained
-with `sfm_fusion.stages.train.train` one after the other, then together with `sfm_fusion.stages.pack.train_packed`,
+with `pipeline.train.loop.train` one after the other, then together with `pipeline.train.pack.train_packed`,
 in the same process; the ratios packed / sequential of wall time and of this process's CPU
 time (steadier on a shared machine) are printed (goal on a GPU: 8 light-head runs
 packed in <= 2x the time of one, i.e. ratio <= 0.25). On CPU the metrics of both ways are also
@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfm_fusion.data.manifest import Utterance, write_manifest
-from sfm_fusion.stages.config import resolve_config
-from sfm_fusion.stages.pack import pack_groups, train_packed
-from sfm_fusion.stages.train import train
-from sfm_fusion.store import StoreWriter, make_fingerprint, manifest_hash
-from sfm_fusion.upstreams.base import UpstreamSpec
+from pipeline.data.manifest import Utterance, write_manifest
+from pipeline.store import StoreWriter, make_fingerprint, manifest_hash
+from pipeline.train.config import resolve_config
+from pipeline.train.loop import train
+from pipeline.train.pack import pack_groups, train_packed
+from pipeline.upstreams.base import UpstreamSpec
 
 WORDS = ["HELLO", "WORLD", "SPEECH", "MODEL", "LAYER", "FUSION", "CACHE", "STORE"]
 RUNS = [("ws", "a,b"), ("hconv", "a,b"), ("gumd", "a,b"), ("chconv", "a,b"),

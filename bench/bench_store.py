@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sfm_fusion.store import StoreWriter, chunk_frames_for, open_store
+from pipeline.store import StoreWriter, chunk_frames_for, open_store
 
 
 def fingerprint(L: int, D: int) -> dict:

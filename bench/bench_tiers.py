@@ -7,10 +7,10 @@ Usage: .venv/bin/python bench/bench_tiers.py [--utts 16] [--seconds 3,5] [--batc
 A base-sized WavLM with random weights (13 × 768, the real architecture and speed) and noise
 clips with a label and a transcript, as in bench/bench_epoch.py. Printed:
 
-1. Extraction: `sfm_fusion.stages.extract.run` (= `pipeline extract`) wall time with --encoding fp16, int8
+1. Extraction: `pipeline.extract.engine.run` (= `pipeline extract`) wall time with --encoding fp16, int8
    and fp8 into stores on the same disk, rounds interleaved; the ratio fp16 ÷ 8-bit (best of the
    rounds) and each store's bytes ÷ fp16's.
-2. Stage two: one training epoch through the engine's own step (sfm_fusion.stages.train.Trainer, the same
+2. Stage two: one training epoch through the engine's own step (pipeline.train.loop.Trainer, the same
    length-bucketed batches, forward + backward + AdamW) from each store, for every loader tier
    (--tiers; add gpu on CUDA) and encoding, and with the upstream run on the fly inside the
    step; for an ER head (SUPERB: Linear→256, mean pool, Linear→4) and an ASR head (SUPERB size
@@ -19,7 +19,7 @@ clips with a label and a transcript, as in bench/bench_epoch.py. Printed:
    ASR ≥ 1.5), and ÷ the fp16 epoch of the same tier.
 
 On the GPU (`--device cuda --tiers gpu,pinned,mmap`) the 8-bit stores ship half the bytes and
-are decoded on the device (sfm_fusion/loader.py); on this CPU the decode is a host multiply.
+are decoded on the device (pipeline/feed/loader.py); on this CPU the decode is a host multiply.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfm_fusion.audio import write_wav
-from sfm_fusion.cli.cache import store_info, verify_store
-from sfm_fusion.data.manifest import Utterance, write_manifest
-from sfm_fusion.stages.config import resolve_config
-from sfm_fusion.stages.extract import ExtractConfig, run
-from sfm_fusion.stages.feed import build_setup, iter_batches
-from sfm_fusion.stages.train import Trainer, reseed
-from sfm_fusion.upstreams.hf import base_sized_random_hf
+from pipeline.audio import write_wav
+from pipeline.cli.cache import store_info, verify_store
+from pipeline.data.manifest import Utterance, write_manifest
+from pipeline.extract.engine import ExtractConfig, run
+from pipeline.train.config import resolve_config
+from pipeline.train.feed import build_setup, iter_batches
+from pipeline.train.loop import Trainer, reseed
+from pipeline.upstreams.hf import base_sized_random_hf
 
 WORDS = ["HELLO", "WORLD", "SPEECH", "MODEL", "LAYER", "FUSION", "CACHE", "STORE"]
 

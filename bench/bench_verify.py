@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sfm_fusion.store import StoreWriter, chunk_frames_for, verify_store  # noqa: E402
-from sfm_fusion.store.verify import store_bytes  # noqa: E402
+from pipeline.store import StoreWriter, chunk_frames_for, verify_store  # noqa: E402
+from pipeline.store.verify import store_bytes  # noqa: E402
 
 L, D = 13, 768
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from tests.train_fixtures import make_er_suite  # noqa: E402
 
 EVAL_EVERY = 10
-CLI = "import sys; from sfm_fusion.cli import main; sys.argv[0] = 'pipeline'; main()"
+CLI = "import sys; from pipeline.cli import main; sys.argv[0] = 'pipeline'; main()"
 
 
 def command(data: Path, cache: Path, out: Path, steps: int) -> list[str]:

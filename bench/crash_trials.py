@@ -31,10 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sfm_fusion.data.manifest import read_manifests, write_manifest  # noqa: E402
-from sfm_fusion.data.synth import synthesize  # noqa: E402
-from sfm_fusion.store import verify_store  # noqa: E402
-from sfm_fusion.upstreams.hf import tiny_random_hf  # noqa: E402
+from pipeline.data.manifest import read_manifests, write_manifest  # noqa: E402
+from pipeline.data.synth import synthesize  # noqa: E402
+from pipeline.store import verify_store  # noqa: E402
+from pipeline.upstreams.hf import tiny_random_hf  # noqa: E402
 
 
 def digest(path: Path) -> dict[str, str]:
@@ -49,7 +49,7 @@ def setup(work: Path) -> tuple[list[str], Path]:
     model = work / "tiny_wavlm"
     if not (model / "config.json").exists():
         tiny_random_hf("wavlm", num_layers=3, hidden=64, seed=0).save_pretrained(model)
-    cmd = [sys.executable, "-c", "from sfm_fusion.cli import app; app(prog_name='pipeline')", "extract", "--model", str(model), "--data", str(data),
+    cmd = [sys.executable, "-c", "from pipeline.cli import app; app(prog_name='pipeline')", "extract", "--model", str(model), "--data", str(data),
            "--device", "cpu", "--batch-seconds", "2", "--no-progress"]  # fmt: skip
     return cmd, work / "reference.zarr"
 

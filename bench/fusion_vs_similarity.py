@@ -53,7 +53,7 @@ def random_checkpoint(real: str, dest: Path, seed: int = 0) -> Path:
     import torch
     from whisper.model import ModelDimensions, Whisper
 
-    from sfm_fusion.upstreams.ct2 import converted_checkpoint
+    from pipeline.upstreams.ct2 import converted_checkpoint
 
     if dest.is_file():
         return dest
@@ -69,7 +69,7 @@ def random_checkpoint(real: str, dest: Path, seed: int = 0) -> Path:
 
 def extract_all(models: dict[str, str], data: Path, cache: Path) -> None:
     """models: store name -> model source; writes cache/<name>.zarr (resumes, skips done)."""
-    from sfm_fusion.stages.extract import ExtractConfig, run
+    from pipeline.extract.engine import ExtractConfig, run
 
     for name, source in models.items():
         t0 = time.time()
@@ -81,8 +81,8 @@ def extract_all(models: dict[str, str], data: Path, cache: Path) -> None:
 def train_run(interface: str, models: list[str], task: str, data: Path, cache: Path,
               out: Path, seed: int, steps: int | None) -> dict:  # fmt: skip
     """One `pipeline train` run in-process; returns {split: metrics record}."""
-    from sfm_fusion.stages.config import resolve_config
-    from sfm_fusion.stages.train import train
+    from pipeline.train.config import resolve_config
+    from pipeline.train.loop import train
 
     if not (out / "metrics.json").is_file():
         sets = [f"train.seed={seed}"] + ([f"train.steps={steps}"] if steps else [])
@@ -96,9 +96,9 @@ def train_run(interface: str, models: list[str], task: str, data: Path, cache: P
 def similarity_summary(names: list[str], cache: Path, data: Path, out: Path,
                        max_frames: int, remove_position: bool) -> dict:  # fmt: skip
     """The CKA summary per pair (`pipeline analyze similarity`), reused from OUT when present."""
-    from sfm_fusion.analysis.similarity import layer_similarity, write_similarity
-    from sfm_fusion.data.manifest import read_manifests
-    from sfm_fusion.store import open_store
+    from pipeline.analysis.similarity import layer_similarity, write_similarity
+    from pipeline.data.manifest import read_manifests
+    from pipeline.store import open_store
 
     js = out / "similarity.json"
     if js.is_file():
@@ -144,7 +144,7 @@ def main() -> None:
     work, task = args.work, args.task
     data = args.data or work / "suite" / task
     if not (data / "train.jsonl").is_file():
-        from sfm_fusion.data.synth import synthesize
+        from pipeline.data.synth import synthesize
 
         print(f"synthesizing the {args.preset} suite into {work / 'suite'}")
         synthesize(work / "suite", preset=args.preset, seed=0)

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from sfm_fusion.upstreams import load_upstream
+from pipeline.upstreams import load_upstream
 
 TEXT = (
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_suite(tmp_path_factory) -> Path:
     """The built-in offline suite at preset `tiny`, built once per test session."""
-    from sfm_fusion.data.synth import synthesize
+    from pipeline.data.synth import synthesize
 
     out = tmp_path_factory.mktemp("suite")
     synthesize(out, preset="tiny", seed=0)

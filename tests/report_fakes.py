@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sfm_fusion.stages.plan import make_plan
+from pipeline.plan import make_plan
 
 SHAPES = {"whisper_tiny_en": (5, 384), "whisper_base": (7, 512), "wavlm_base_plus": (13, 768),
           "moonshine_base_en": (9, 416)}  # fmt: skip

@@ -1,10 +1,10 @@
-"""Alignment of frames, layers and widths across upstreams (sfm_fusion/interfaces/align.py)."""
+"""Alignment of frames, layers and widths across upstreams (pipeline/interfaces/align.py)."""
 
 import torch
 import torch.nn.functional as F
 
-from sfm_fusion.interfaces import build
-from sfm_fusion.interfaces.align import (
+from pipeline.interfaces import build
+from pipeline.interfaces.align import (
     align_states,
     align_time,
     interpolate_layers,

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from sfm_fusion.data.manifest import Utterance
-from sfm_fusion.tasks import build_task
-from sfm_fusion.tasks.asr import ASR, BLANK, concat_frames, greedy_ctc
+from pipeline.data.manifest import Utterance
+from pipeline.tasks import build_task
+from pipeline.tasks.asr import ASR, BLANK, concat_frames, greedy_ctc
 
 
 @pytest.fixture(autouse=True)

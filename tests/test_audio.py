@@ -1,4 +1,4 @@
-"""sfm_fusion.audio: down-mixing, resampling, and errors that name the file."""
+"""pipeline.audio: down-mixing, resampling, and errors that name the file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sfm_fusion.audio import AudioError, audio_info, load_audio, write_wav
+from pipeline.audio import AudioError, audio_info, load_audio, write_wav
 
 
 def sine(freq: float, sr: int, seconds: float) -> np.ndarray:

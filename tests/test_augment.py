@@ -1,11 +1,11 @@
-"""Augmentation (sfm_fusion.data.augment): speed, reverberation, noise, and their seeded draws."""
+"""Augmentation (pipeline.data.augment): speed, reverberation, noise, and their seeded draws."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sfm_fusion.data.augment import (
+from pipeline.data.augment import (
     Augment,
     AugmentPolicy,
     add_noise,

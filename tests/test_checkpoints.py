@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_fusion.checkpoint import CheckpointError, load_checkpoint, rng_state, set_rng_state
-from sfm_fusion.stages.config import resolve_config
-from sfm_fusion.stages.evaluate import evaluate
-from sfm_fusion.stages.train import train
+from pipeline.checkpoint import CheckpointError, load_checkpoint, rng_state, set_rng_state
+from pipeline.train.config import resolve_config
+from pipeline.train.evaluate import evaluate
+from pipeline.train.loop import train
 from tests.train_fixtures import make_er_suite
 
 

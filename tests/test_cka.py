@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from fakes import FakeStore
 
-from sfm_fusion.analysis.cka import StreamingCKA, group_passes, linear_cka
-from sfm_fusion.analysis.similarity import (
+from pipeline.analysis.cka import StreamingCKA, group_passes, linear_cka
+from pipeline.analysis.similarity import (
     align_utterance,
     common_frames,
     layer_similarity,

@@ -9,7 +9,7 @@ from pathlib import Path
 from test_corpora import make_iemocap, make_librispeech, make_voxceleb1
 from typer.testing import CliRunner
 
-from sfm_fusion.cli import app
+from pipeline.cli import app
 
 runner = CliRunner()
 
@@ -113,9 +113,9 @@ def test_synth_calls_synthesize(tmp_path, monkeypatch):
         calls.append((Path(out), preset, seed))
         return Path(out)
 
-    fake = types.ModuleType("sfm_fusion.data.synth")
+    fake = types.ModuleType("pipeline.data.synth")
     fake.synthesize = synthesize
-    monkeypatch.setitem(sys.modules, "sfm_fusion.data.synth", fake)
+    monkeypatch.setitem(sys.modules, "pipeline.data.synth", fake)
     r = runner.invoke(
         app, ["data", "synth", "--out", str(tmp_path / "s"), "--preset", "tiny", "--seed", "7"]
     )
@@ -130,8 +130,8 @@ def test_check_reports_every_problem_of_every_manifest(tmp_path):
 
     import numpy as np
 
-    from sfm_fusion.audio import write_wav
-    from sfm_fusion.data.manifest import Utterance, write_manifest
+    from pipeline.audio import write_wav
+    from pipeline.data.manifest import Utterance, write_manifest
 
     task = tmp_path / "task"
     write_wav(task / "shared.wav", np.zeros(16000, np.float32))  # 1.0 s
@@ -179,8 +179,8 @@ def test_check_flags_what_extract_refuses(tmp_path):
     """Anything `read_manifests` (what extract reads) refuses, check reports too."""
     import pytest
 
-    from sfm_fusion.data.check import check_manifests
-    from sfm_fusion.data.manifest import ManifestError, Utterance, read_manifests, write_manifest
+    from pipeline.data.check import check_manifests
+    from pipeline.data.manifest import ManifestError, Utterance, read_manifests, write_manifest
 
     task = tmp_path / "t"
     write_manifest(task / "train.jsonl", [Utterance("x", "x.wav", 1.0, 16000, "train")])

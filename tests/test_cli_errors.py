@@ -7,10 +7,10 @@ import shutil
 
 from typer.testing import CliRunner
 
-import sfm_fusion.stages.train as train_mod
-from sfm_fusion.cli import app
-from sfm_fusion.data.manifest import read_manifest, write_manifest
-from sfm_fusion.run_inputs import StoreMissingError
+import pipeline.train.loop as train_mod
+from pipeline.cli import app
+from pipeline.data.manifest import read_manifest, write_manifest
+from pipeline.feed.run_inputs import StoreMissingError
 from tests.train_fixtures import make_er_suite
 
 

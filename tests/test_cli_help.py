@@ -8,13 +8,13 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from sfm_fusion.analysis.probe import CLASSIFIER_TASKS, CTC_TASKS
-from sfm_fusion.cli import app
-from sfm_fusion.cli.names import fill
-from sfm_fusion.interfaces import REGISTRY, register
-from sfm_fusion.tasks import TASKS
-from sfm_fusion.tasks import register as register_task
-from sfm_fusion.upstreams.registry import REGISTRY as UPSTREAMS
+from pipeline.analysis.probe import CLASSIFIER_TASKS, CTC_TASKS
+from pipeline.cli import app
+from pipeline.cli.names import fill
+from pipeline.interfaces import REGISTRY, register
+from pipeline.tasks import TASKS
+from pipeline.tasks import register as register_task
+from pipeline.upstreams.registry import REGISTRY as UPSTREAMS
 from tests.test_extending import OneLayer
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sfm_fusion.data.corpora import IMPORTERS, CorpusError, import_corpus
-from sfm_fusion.data.manifest import read_manifest, read_manifests, read_trials
+from pipeline.data.corpora import IMPORTERS, CorpusError, import_corpus
+from pipeline.data.manifest import read_manifest, read_manifests, read_trials
 
 
 def tone(path: Path, seconds: float = 0.05, sr: int = 16000) -> Path:

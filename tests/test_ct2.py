@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_fusion.upstreams import load_upstream, resolve_spec
-from sfm_fusion.upstreams.ct2 import (
+from pipeline.upstreams import load_upstream, resolve_spec
+from pipeline.upstreams.ct2 import (
     converted_checkpoint,
     offline_parts,
     read_ct2_model,

@@ -1,4 +1,4 @@
-"""DDP: `torchrun -m sfm_fusion.cli train` over 2 gloo processes follows the one-process run.
+"""DDP: `torchrun -m pipeline.cli train` over 2 gloo processes follows the one-process run.
 
 Tolerance: per-evaluation train loss and final weights agree to rtol 1e-4 / atol 1e-6 (the
 ranks' partial sums reorder float additions; nothing else differs).
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-import sfm_fusion.stages.train as train_mod
-from sfm_fusion.loader import BucketBatchSampler, DistributedBucketSampler
-from sfm_fusion.stages.config import resolve_config
-from sfm_fusion.stages.train import train
+import pipeline.train.loop as train_mod
+from pipeline.feed.loader import BucketBatchSampler, DistributedBucketSampler
+from pipeline.train.config import resolve_config
+from pipeline.train.loop import train
 from tests.train_fixtures import make_er_suite
 
 SETS = {"steps": 10, "eval_every": 2, "lr": 0.01, "batch_size": 8, "threads": 1}
@@ -42,7 +42,7 @@ def _cfg(er_suite, out: Path):
 
 def _torchrun(er_suite, out: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "sfm_fusion.cli", "train", "--device", "cpu"]  # fmt: skip
+           "-m", "pipeline.cli", "train", "--device", "cpu"]  # fmt: skip
     for k, v in _args(er_suite, out).items():
         cmd += [f"--{k}", str(v)]
     for k, v in SETS.items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sfm_fusion.device import DeviceUnavailable, resolve_device
-from sfm_fusion.errors import UserError
+from pipeline.device import DeviceUnavailable, resolve_device
+from pipeline.errors import UserError
 
 
 def test_auto_and_cpu(monkeypatch):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sfm_fusion.stages.plan import (
+from pipeline.plan import (
     load_experiment,
     make_plan,
     parse_experiment,
@@ -29,10 +29,10 @@ from sfm_fusion.stages.plan import (
 ROOT = Path(__file__).resolve().parents[1]
 DVC = Path(sys.executable).with_name("dvc")
 
-# Stand-ins for the heavy code: the stage commands (sfm_fusion/stages/dvc_extract.py, sfm_fusion/stages/dvc_train.py)
-# call `sfm_fusion.stages.extract.run` and `sfm_fusion.stages.train.train` directly; `pipeline data synth` and
-# `pipeline report` go through `sfm_fusion.cli.app`. The repo copy holds fakes of those three
-# modules and of `sfm_fusion.store` (the working directory comes first on sys.path).
+# Stand-ins for the heavy code: the stage commands (pipeline/extract/from_plan.py, pipeline/train/from_plan.py)
+# call `pipeline.extract.engine.run` and `pipeline.train.loop.train` directly; `pipeline data synth` and
+# `pipeline report` go through `pipeline.cli.app`. The repo copy holds fakes of those three
+# modules and of `pipeline.store` (the working directory comes first on sys.path).
 FAKE_CLI = """
 import os
 import sys
@@ -58,7 +58,7 @@ def app(argv=None, prog_name=None, standalone_mode=True):
             Path(o["out"], t, "train.jsonl").write_text(o["preset"])
     elif cmd == "report":  # the real report needs the real library: run it from the repo
         import subprocess
-        code = "import sys; from sfm_fusion.stages.report import write_report; write_report(*sys.argv[1:4], importance=False)"
+        code = "import sys; from pipeline.report import write_report; write_report(*sys.argv[1:4], importance=False)"
         subprocess.run([sys.executable, "-P", "-c", code, o["runs"], o["out"], o.get("config") or ""],
                        check=True, env={**os.environ, "PYTHONPATH": "@ROOT@"})
     else:
@@ -69,7 +69,7 @@ FAKE_EXTRACT = """
 import json, shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from sfm_fusion.store import FingerprintMismatch
+from pipeline.store import FingerprintMismatch
 
 @dataclass
 class ExtractConfig:
@@ -168,29 +168,29 @@ def manifest_hash(utts):
 def make_fingerprint(*a, **k):  # never the reader's: the fake `run` decides adopt or rebuild
     return {"requested": True}
 """
-# What sfm_fusion/stages/dvc_extract.py imports from the library besides the store, as stand-ins.
+# What pipeline/extract/from_plan.py imports from the library besides the store, as stand-ins.
 FAKE_LIBS = {
-    "sfm_fusion/upstreams/registry.py": (
+    "pipeline/upstreams/registry.py": (
         "class _Spec:\n    num_layers = 2\n\n"
         "class _Up:\n    spec = _Spec()\n    def weights_hash(self):\n        return 'w'\n"
         "    def forward(self, *a):\n        raise NotImplementedError\n\n"
         "def load_upstream(name, device='cpu', whisper_mode='pad30'):\n    return _Up()\n"
     ),
-    "sfm_fusion/encoding.py": "def check_encoding(e):\n    return e\n",
-    "sfm_fusion/layers.py": "def parse_layers(spec, n):\n    return list(range(n))\n",
-    "sfm_fusion/data/manifest.py": "def read_manifests(path):\n    return []\n",
+    "pipeline/encoding.py": "def check_encoding(e):\n    return e\n",
+    "pipeline/layers.py": "def parse_layers(spec, n):\n    return list(range(n))\n",
+    "pipeline/data/manifest.py": "def read_manifests(path):\n    return []\n",
     # the registries the plan checks names against (the real ones import torch)
-    "sfm_fusion/interfaces/__init__.py": "REGISTRY = dict.fromkeys(['ws', 'hconv', 'chconv', 'gumd'])\n",
-    "sfm_fusion/tasks/__init__.py": "class _Task:\n    demo = {}\n    recipe = {}\n\n"
+    "pipeline/interfaces/__init__.py": "REGISTRY = dict.fromkeys(['ws', 'hconv', 'chconv', 'gumd'])\n",
+    "pipeline/tasks/__init__.py": "class _Task:\n    demo = {}\n    recipe = {}\n\n"
     "TASKS = dict.fromkeys(['asr', 'asr_en', 'ml_asr', 'sv', 'er'], _Task)\n",
-    "sfm_fusion/tasks/base.py": "DEFAULTS_LAYERS = ('demo', 'recipe', 'none')\n",
-    "sfm_fusion/device.py": "def resolve_device(name):\n    return 'cpu'\n",
+    "pipeline/tasks/base.py": "DEFAULTS_LAYERS = ('demo', 'recipe', 'none')\n",
+    "pipeline/device.py": "def resolve_device(name):\n    return 'cpu'\n",
     # the analyze stage's stand-in (the real one reads real stores: tests/test_dvc_analyze.py)
-    "sfm_fusion/stages/dvc_analyze.py": "import json, sys\nfrom pathlib import Path\n"
+    "pipeline/analysis/suite.py": "import json, sys\nfrom pathlib import Path\n"
     "out = Path(sys.argv[sys.argv.index('--out') + 1])\nout.mkdir(parents=True, exist_ok=True)\n"
     "(out / 'analysis.json').write_text(json.dumps({'probes': [], 'similarity': None}))\n",
     # packing needs the real trainer; the fake runs train one at a time
-    "sfm_fusion/stages/pack.py": "def pack_groups(cfgs):\n    return [[c] for c in cfgs]\n\n"
+    "pipeline/train/pack.py": "def pack_groups(cfgs):\n    return [[c] for c in cfgs]\n\n"
     "def train_packed(cfgs, progress=False, force=False):\n    raise NotImplementedError\n",
 }
 REAL_STAGES = ("__init__.py", "config.py", "dvc_stage.py", "dvc_extract.py", "dvc_train.py",
@@ -216,11 +216,11 @@ def _repo(tmp: Path, params_text: str) -> Path:
     shutil.copytree(
         ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local")
     )
-    pkg, stages = repo / "sfm_fusion", repo / "sfm_fusion" / "stages"
+    pkg, stages = repo / "pipeline", repo / "pipeline" / "stages"
     stages.mkdir(parents=True)
     for name in REAL_STAGES:
-        shutil.copy(ROOT / "sfm_fusion" / "stages" / name, stages / name)
-    shutil.copytree(ROOT / "sfm_fusion" / "stages" / "plan", stages / "plan",
+        shutil.copy(ROOT / "pipeline" / "stages" / name, stages / name)
+    shutil.copytree(ROOT / "pipeline" / "stages" / "plan", stages / "plan",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     (stages / "extract.py").write_text(FAKE_EXTRACT)
     (stages / "train.py").write_text(FAKE_TRAIN)
@@ -247,7 +247,7 @@ def _repo(tmp: Path, params_text: str) -> Path:
     bin_dir.mkdir()
     exe = bin_dir / "pipeline"
     exe.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, '.')\nfrom sfm_fusion.cli import app\nsys.exit(app())\n"
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, '.')\nfrom pipeline.cli import app\nsys.exit(app())\n"
     )
     exe.chmod(0o755)
     _git(repo, "init", "-q")
@@ -312,14 +312,10 @@ def test_default_params_resolve_and_dry_run(tmp_path):
     out = dvc(repo, "repro", "--dry")
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
     assert len(cmds) == 1 + 12 + 132 + 1 + 1
-    analyze = (
-        "> python -m sfm_fusion.stages.dvc_analyze --params params.yaml --out results/analysis"
-    )
+    analyze = "> python -m pipeline.analysis.suite --params params.yaml --out results/analysis"
     assert cmds.index(analyze) < cmds.index("> pipeline report --runs runs --out results --config params.yaml")  # fmt: skip
     assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
-    assert (
-        "> python -m sfm_fusion.stages.dvc_train whisper_base+moonshine_base_en-hconv-er-s2" in cmds
-    )
+    assert "> python -m pipeline.train.from_plan whisper_base+moonshine_base_en-hconv-er-s2" in cmds
     assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"
 
 
@@ -333,7 +329,7 @@ def test_paper_config_resolves(tmp_path):
 
 def _params_text(cfg: dict, generated: dict | None = None) -> str:
     """params.yaml for `cfg`: its YAML, MARKER, the generated sections (fresh unless given)."""
-    from sfm_fusion.stages.plan import MARKER
+    from pipeline.plan import MARKER
 
     gen = make_plan(cfg).generated() if generated is None else generated
     return (
@@ -438,12 +434,12 @@ def test_paper_dry_run_of_one_run(tmp_path):
     imp = "> pipeline data import iemocap /corpora/IEMOCAP_full_release --out data/paper/iemocap"
     assert [c.rstrip() for c in cmds[:1]] == [imp], cmds
     assert sorted(cmds[1:-1]) == [
-        f"> python -m sfm_fusion.stages.dvc_extract iemocap_fold1-{m}"
+        f"> python -m pipeline.extract.from_plan iemocap_fold1-{m}"
         for m in ("wavlm_base_plus", "whisper_small")
     ], cmds
     assert (
         cmds[-1]
-        == "> python -m sfm_fusion.stages.dvc_train whisper_small+wavlm_base_plus-chconv-er-fold3"
+        == "> python -m pipeline.train.from_plan whisper_small+wavlm_base_plus-chconv-er-fold3"
     )
 
 
@@ -506,12 +502,12 @@ def import_closure(entries: list[str]) -> set[str]:
 
 
 def _entry(cmd: str) -> list[str]:
-    """The module a stage command starts in: `python -m X` -> X, `pipeline data ...` -> sfm_fusion.cli.data."""
+    """The module a stage command starts in: `python -m X` -> X, `pipeline data ...` -> pipeline.cli.data."""
     words = cmd.split()
     if words[:2] == ["python", "-m"]:
         return [words[2]]
     assert words[0] == "pipeline", cmd
-    return [f"sfm_fusion.cli.{words[1]}"]
+    return [f"pipeline.cli.{words[1]}"]
 
 
 def test_every_stage_depends_on_the_code_it_runs():
@@ -539,16 +535,16 @@ def test_every_stage_depends_on_the_code_it_runs():
 def test_the_closure_sees_what_a_stage_imports(tmp_path):
     """The check above can fail: the trainer's closure holds the loader and the feed, the
     extraction's does not (so editing the trainer reruns no extraction)."""
-    train = import_closure(["sfm_fusion.stages.dvc_train"])
-    extract = import_closure(["sfm_fusion.stages.dvc_extract"])
+    train = import_closure(["pipeline.train.from_plan"])
+    extract = import_closure(["pipeline.extract.from_plan"])
     assert {
-        "sfm_fusion/loader.py",
-        "sfm_fusion/tiers.py",
-        "sfm_fusion/stages/feed.py",
-        "sfm_fusion/stages/plan/expand.py",
+        "pipeline/feed/loader.py",
+        "pipeline/feed/tiers.py",
+        "pipeline/train/feed.py",
+        "pipeline/plan/expand.py",
     } <= train
-    assert "sfm_fusion/stages/train.py" not in extract and "sfm_fusion/loader.py" not in extract
-    assert "sfm_fusion/data/synth.py" in import_closure(["sfm_fusion.cli.data"])  # import_module
+    assert "pipeline/train/loop.py" not in extract and "pipeline/feed/loader.py" not in extract
+    assert "pipeline/data/synth.py" in import_closure(["pipeline.cli.data"])  # import_module
 
 
 class _Upstream:
@@ -557,7 +553,7 @@ class _Upstream:
     def __init__(self, version: str = "v1") -> None:
         import torch
 
-        from sfm_fusion.upstreams.base import UpstreamSpec
+        from pipeline.upstreams.base import UpstreamSpec
 
         self.spec = UpstreamSpec("fake", "fake", f"fake://{version}", 16000, 50.0, 3, 8)
         self.version, self.torch, self.pad_sensitive = version, torch, False
@@ -590,8 +586,8 @@ def test_extract_stage_adopts_a_complete_store_and_rebuilds_it_only_unread(tmp_p
     """A queued experiment's workspace (no stamps) sharing an absolute cache_root: the extract
     stage adopts the store (nothing recomputed or written, the same stamp); a store made for
     another request is rebuilt, but never while another process reads it."""
-    from sfm_fusion.stages.dvc_extract import extract_store, write_stamp
-    from sfm_fusion.stages.store_lock import Reading, StoreBusy, StoreUse
+    from pipeline.extract.from_plan import extract_store, write_stamp
+    from pipeline.store.usage import Reading, StoreBusy, StoreUse
 
     raw = read_experiment_mapping(ROOT / "configs" / "tiny.yaml")
     raw["paths"] = {"data_root": str(tiny_suite.parent), "cache_root": str(tmp_path / "shared"),

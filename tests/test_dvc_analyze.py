@@ -1,4 +1,4 @@
-"""dvc.yaml's analyze stage (`python -m sfm_fusion.stages.dvc_analyze`) on real stores of the
+"""dvc.yaml's analyze stage (`python -m pipeline.analysis.suite`) on real stores of the
 tiny suite (written by two stand-in upstreams of different frame rates and widths): it writes
 the probe and CKA files for the experiment's upstreams, and the report shows them with captions
 (and says how to make them when they are absent)."""
@@ -12,12 +12,13 @@ import pytest
 import torch
 import yaml
 
-from sfm_fusion.data.manifest import Utterance
-from sfm_fusion.stages import dvc_analyze
-from sfm_fusion.stages.extract import ExtractConfig, run
-from sfm_fusion.stages.plan import MARKER, make_plan, read_experiment_mapping
-from sfm_fusion.stages.report import write_report
-from sfm_fusion.upstreams.base import UpstreamSpec
+from pipeline.analysis import suite as dvc_analyze
+from pipeline.data.manifest import Utterance
+from pipeline.extract.engine import ExtractConfig, run
+from pipeline.plan import MARKER, make_plan, read_experiment_mapping
+from pipeline.report import write_report
+from pipeline.upstreams.base import UpstreamSpec
+from stages import analyze as analyze_stage
 from tests.report_fakes import fabricate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def analyzed(tiny_suite, tmp_path_factory):
         run(ExtractConfig(s.upstream, s.data, s.store, device="cpu", progress=False), ups[s.upstream])  # fmt: skip
     params = _params(cfg, tmp / "params.yaml")
     out = tmp / "results" / "analysis"
-    assert dvc_analyze.main(["--params", str(params), "--out", str(out)]) == 0
+    assert analyze_stage.main(["--params", str(params), "--out", str(out)]) == 0
     return tmp, cfg, out
 
 
@@ -119,17 +120,17 @@ def test_without_the_analysis_the_report_says_how_to_make_it(analyzed, tmp_path)
     paths = write_report(tmp / "runs", tmp_path / "results", cfg_path, importance=False)
     md = paths["report"].read_text()
     assert "## Layer analysis" in md and "dvc repro analyze" in md
-    assert "python -m sfm_fusion.stages.dvc_analyze" in md and "analysis/probe" not in md
+    assert "python -m pipeline.analysis.suite" in md and "analysis/probe" not in md
 
 
 def test_errors_name_the_column_or_the_store(analyzed, tmp_path, capsys):
     _, cfg, _ = analyzed
     bad = {**cfg, "analysis": {"probe": {"columns": ["asr_en"]}}}
-    assert dvc_analyze.main(["--params", str(_params(bad, tmp_path / "p.yaml"))]) == 2
+    assert analyze_stage.main(["--params", str(_params(bad, tmp_path / "p.yaml"))]) == 1
     err = capsys.readouterr().err
     assert "'asr_en'" in err and "['er', 'sv']" in err
     moved = {**cfg, "paths": {**cfg["paths"], "cache_root": str(tmp_path / "nowhere")}}
-    assert dvc_analyze.main(["--params", str(_params(moved, tmp_path / "q.yaml"))]) == 2
+    assert analyze_stage.main(["--params", str(_params(moved, tmp_path / "q.yaml"))]) == 1
     err = capsys.readouterr().err
     assert "nowhere" in err and "does not exist" in err and "extract" in err
 

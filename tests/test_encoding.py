@@ -11,7 +11,7 @@ import pytest
 import torch
 import zarr
 
-from sfm_fusion.encoding import (
+from pipeline.encoding import (
     calibrate,
     decode,
     decode_torch,
@@ -19,7 +19,7 @@ from sfm_fusion.encoding import (
     fp8_table,
     scales_from_absmax,
 )
-from sfm_fusion.store import (
+from pipeline.store import (
     FingerprintMismatch,
     StoreError,
     StoreWriter,
@@ -47,8 +47,8 @@ def feats(n: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def fingerprint(encoding: str = "fp16", layers=None) -> dict:
-    from sfm_fusion.store import make_fingerprint
-    from sfm_fusion.upstreams.base import UpstreamSpec
+    from pipeline.store import make_fingerprint
+    from pipeline.upstreams.base import UpstreamSpec
 
     spec = UpstreamSpec("fake", "fake", "fake://", 16000, 50.0, L, D)
     return make_fingerprint(spec, "h", None, "m", encoding=encoding, layers=layers)
@@ -88,7 +88,7 @@ def test_codec_error_bounds_saturation_and_torch_agree(enc):
         cast = torch.from_numpy(q).view(torch.float8_e4m3fn).float() * torch.from_numpy(s)
         np.testing.assert_array_equal(cast.numpy(), y)
     # the extraction device path encodes to the same bytes as the numpy codec
-    from sfm_fusion.stages.extract import Encoder
+    from pipeline.extract.engine import Encoder
 
     got, finite = Encoder(None, enc, s)(torch.from_numpy(x).transpose(0, 1))
     assert finite
@@ -108,7 +108,7 @@ def test_scales_zero_channel_and_fp16_has_none():
 
 @pytest.mark.parametrize("enc", ["int8", "fp8"])
 def test_store_round_trip_plain_zarr_and_verify(tmp_path, enc):
-    from sfm_fusion.cli.cache import store_info, verify_store
+    from pipeline.cli.cache import store_info, verify_store
 
     data = feats()
     s = calibrate(data.values(), enc, L, D)
@@ -174,7 +174,7 @@ def test_old_fingerprint_reads_as_fp16_all_layers(tmp_path):
 @pytest.mark.parametrize("enc", ["int8", "fp8"])
 def test_extract_8bit_equals_encoded_fp16_and_resumes(tmp_path, enc):
     """Calibration is deterministic: shards, reruns and the fp16 twin agree bit for bit."""
-    from sfm_fusion.stages.extract import calibration_batches, run
+    from pipeline.extract.engine import calibration_batches, run
 
     data = make_data(tmp_path / "d", n=14)
     fp16 = tmp_path / "fp16.zarr"
@@ -200,8 +200,8 @@ def test_extract_8bit_equals_encoded_fp16_and_resumes(tmp_path, enc):
     run(cfg_for(data, one, force=True, **kw), upstream=FakeUpstream())
     assert digest(one) == before
     # the sample: evenly spaced whole batches
-    from sfm_fusion.data.manifest import read_manifests
-    from sfm_fusion.stages.extract import make_batches
+    from pipeline.data.manifest import read_manifests
+    from pipeline.extract.engine import make_batches
 
     batches = make_batches(read_manifests(str(data)), FakeUpstream(), "pad30", 2.0, 64)
     picks = calibration_batches(batches, 2.0)
@@ -211,9 +211,9 @@ def test_extract_8bit_equals_encoded_fp16_and_resumes(tmp_path, enc):
 def test_cli_extract_int8_half_the_bytes_and_verify(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import sfm_fusion.stages.extract as ex
-    from sfm_fusion.cli import app
-    from sfm_fusion.cli.cache import store_info
+    import pipeline.extract.engine as ex
+    from pipeline.cli import app
+    from pipeline.cli.cache import store_info
 
     monkeypatch.setattr(ex, "_get_upstream", lambda cfg, up, dev: FakeUpstream())
     data = make_data(tmp_path / "d", n=14)
@@ -235,8 +235,8 @@ def test_cli_extract_int8_half_the_bytes_and_verify(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("tier", ["mmap", "pinned"])
 def test_loader_ships_bytes_and_decodes_on_the_device(tmp_path, tier):
-    from sfm_fusion.data.manifest import Utterance
-    from sfm_fusion.loader import FeatureDataset, make_loader
+    from pipeline.data.manifest import Utterance
+    from pipeline.feed.loader import FeatureDataset, make_loader
 
     data = feats(10)
     s = calibrate(data.values(), "fp8", L, D)
@@ -266,7 +266,7 @@ def test_pipeline_train_from_int8_and_fp16_twins(tmp_path):
     from train_fixtures import make_er_suite
     from typer.testing import CliRunner
 
-    from sfm_fusion.cli import app
+    from pipeline.cli import app
 
     data, cache = make_er_suite(tmp_path, sizes={"train": 32, "dev": 12, "test": 12})
     cache8 = tmp_path / "cache8"

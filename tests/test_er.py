@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sfm_fusion.data.manifest import Utterance
-from sfm_fusion.tasks import build_task
-from sfm_fusion.tasks.er import EmotionRecognition
+from pipeline.data.manifest import Utterance
+from pipeline.tasks import build_task
+from pipeline.tasks.er import EmotionRecognition
 
 LABELS = ["neu", "hap", "ang", "sad"]
 

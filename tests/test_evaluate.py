@@ -8,9 +8,9 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from sfm_fusion.cli import app
-from sfm_fusion.run_inputs import StoreMissingError
-from sfm_fusion.stages.evaluate import evaluate
+from pipeline.cli import app
+from pipeline.feed.run_inputs import StoreMissingError
+from pipeline.train.evaluate import evaluate
 from tests.train_fixtures import make_er_suite
 
 

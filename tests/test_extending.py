@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from sfm_fusion.cli import app
-from sfm_fusion.interfaces import REGISTRY, Interface, interface_label, register
-from sfm_fusion.stages.plan import PlanError, make_plan
+from pipeline.cli import app
+from pipeline.interfaces import REGISTRY, Interface, interface_label, register
+from pipeline.plan import PlanError, make_plan
 from tests.train_fixtures import make_er_suite
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_fusion.audio import write_wav
-from sfm_fusion.data.manifest import Utterance, write_manifest
-from sfm_fusion.stages.extract import ExtractConfig, make_batches, run, run_cluster
-from sfm_fusion.store import FingerprintMismatch, StoreError, StoreFull, open_store, part_name
-from sfm_fusion.upstreams.base import UpstreamSpec
+from pipeline.audio import write_wav
+from pipeline.data.manifest import Utterance, write_manifest
+from pipeline.extract.engine import ExtractConfig, make_batches, run, run_cluster
+from pipeline.store import FingerprintMismatch, StoreError, StoreFull, open_store, part_name
+from pipeline.upstreams.base import UpstreamSpec
 
 SR, HOP = 16000, 320
 
@@ -123,7 +123,7 @@ def test_extract_skips_failures_and_matches_the_model(tmp_path):
     assert r.complete and len(r) == 11 == res.written
     assert {f["id"] for f in r.failed} == set(failed)
     # every stored utterance equals the model run on it alone, in fp16, frames-major
-    from sfm_fusion.audio import load_audio
+    from pipeline.audio import load_audio
 
     clean = FakeUpstream()
     for uid in r.ids:
@@ -141,7 +141,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from test_extract import FakeUpstream, cfg_for
 from pathlib import Path
-from sfm_fusion.stages.extract import run
+from pipeline.extract.engine import run
 run(cfg_for(Path({data!r}), Path({out!r}), commit_seconds=0.0, batch_seconds=0.6), upstream=FakeUpstream(delay=0.15))
 """
 
@@ -220,7 +220,7 @@ def test_whisper_mode_change_refused_then_force(tmp_path):
 def test_cache_verify_and_info(tmp_path):
     from typer.testing import CliRunner
 
-    from sfm_fusion.cli import app
+    from pipeline.cli import app
 
     data = make_data(tmp_path / "d", n=5, bad=True)
     out = tmp_path / "s.zarr"
@@ -248,8 +248,8 @@ def test_cli_whisper_tiny_en_on_the_tiny_suite(tiny_suite, tmp_path):
     import zarr
     from typer.testing import CliRunner
 
-    from sfm_fusion.cli import app
-    from sfm_fusion.data.manifest import read_manifests
+    from pipeline.cli import app
+    from pipeline.data.manifest import read_manifests
 
     utts = read_manifests(tiny_suite / "er")[:6]
     data = write_manifest(tmp_path / "m" / "test.jsonl", utts).parent
@@ -304,7 +304,7 @@ def test_interrupted_creation_is_adopted(tmp_path):
 def test_full_disk_is_one_message_and_a_rerun_resumes(tmp_path, monkeypatch):
     import errno
 
-    import sfm_fusion.store.writer as writer_mod
+    import pipeline.store.writer as writer_mod
 
     data = make_data(tmp_path / "d", n=16)
     clean, out = tmp_path / "clean.zarr", tmp_path / "s.zarr"
@@ -349,8 +349,8 @@ def test_force_on_one_shard_rebuilds_only_its_part(tmp_path):
 def test_local_shards_write_the_store_one_process_writes(tiny_suite, tmp_path):
     """The DVC stage's CPU path: n single-threaded shard processes (real Whisper tiny.en) give
     the same utterances with bit-identical values as one process, and report merged counts."""
-    from sfm_fusion.data.manifest import read_manifests
-    from sfm_fusion.stages.extract import cpu_shards, run_local_shards
+    from pipeline.data.manifest import read_manifests
+    from pipeline.extract.engine import cpu_shards, run_local_shards
 
     utts = read_manifests(tiny_suite / "er")[:8]
     data = write_manifest(tmp_path / "m" / "test.jsonl", utts).parent

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sfm_fusion.stages.grid import GridOptions, dvc_commit, run_grid
-from sfm_fusion.stages.grid_jobs import (
+from pipeline.grid.jobs import (
     Job,
     JobResult,
     Slot,
@@ -21,7 +20,8 @@ from sfm_fusion.stages.grid_jobs import (
     run_local,
     thread_env,
 )
-from sfm_fusion.stages.plan import PlanError, make_plan, read_experiment_mapping
+from pipeline.grid.runner import GridOptions, dvc_commit, run_grid
+from pipeline.plan import PlanError, make_plan, read_experiment_mapping
 from tests.test_dvc import ROOT, _params_text, _repo, _small_experiment, dvc
 
 
@@ -88,7 +88,7 @@ mark.write_text("2")
 def test_dask_job_survives_the_loss_of_its_worker(tmp_path):
     from distributed import Client, LocalCluster
 
-    from sfm_fusion.stages.grid_dask import run_dask
+    from pipeline.grid.dask_runner import run_dask
 
     mark = tmp_path / "attempts"
     script = tmp_path / "job.py"
@@ -149,7 +149,7 @@ def test_recording_runs_writes_the_lock_dvc_commit_writes(tmp_path, monkeypatch)
     """The grid records finished runs at most every `record_every` seconds and at the end, each
     time in one pass (DVC's Repo: one read and one write of dvc.lock); the lock it leaves has the
     entries `dvc commit -f train@KEY ...` writes."""
-    import sfm_fusion.stages.grid as grid
+    import pipeline.grid.runner as grid
 
     repo, cfg = _grid_repo(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin")
@@ -213,7 +213,7 @@ def test_grid_on_the_tiny_config_with_the_real_trainer(tmp_path):
     subprocess.run(
         [dvc_exe, "repro", "extract"], cwd=repo, env=env, check=True, capture_output=True
     )
-    cli = [sys.executable, "-c", "from sfm_fusion.cli import app; app()", "grid", "--jobs", "2"]
+    cli = [sys.executable, "-c", "from pipeline.cli import app; app()", "grid", "--jobs", "2"]
     p = subprocess.run(cli, cwd=repo, env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "trained 2 run(s)" in p.stdout
@@ -227,7 +227,7 @@ def test_grid_on_the_tiny_config_with_the_real_trainer(tmp_path):
 def test_pipeline_grid_command(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from sfm_fusion.cli import app
+    from pipeline.cli import app
 
     repo = _repo(tmp_path, _params_text(_small_experiment()))
     monkeypatch.chdir(repo)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sfm_fusion.analysis.importance import state_importance, tap_counts, tap_normalized_norms
-from sfm_fusion.cli import app
-from sfm_fusion.interfaces import build
-from sfm_fusion.interfaces.hconv import HConvStack
-from sfm_fusion.stages.report.importance import run_importance
-from sfm_fusion.stages.report.runs import load_runs
+from pipeline.analysis.importance import state_importance, tap_counts, tap_normalized_norms
+from pipeline.cli import app
+from pipeline.interfaces import build
+from pipeline.interfaces.hconv import HConvStack
+from pipeline.report.importance import run_importance
+from pipeline.report.runs import load_runs
 from tests.train_fixtures import make_er_suite
 
 

@@ -1,9 +1,10 @@
-"""Imports run one way: CLI (sfm_fusion.cli) -> stages (sfm_fusion.stages) -> library (the rest
-of sfm_fusion).
+"""Imports run one way: the CLI (pipeline.cli) -> the library (the rest of pipeline), and the
+DVC stages (the checkout's top-level stages/) -> the library.
 
-Parses every module of the package: no import cycle, no library -> stages import, and no
-project import hidden inside a function outside the CLI (the CLI imports lazily so that
-`pipeline --help` does not load torch; anywhere else a function-level import is how a cycle hides).
+Parses every module of both: no import cycle, the library imports neither the CLI nor the
+stages, the CLI and the stages never import each other, and no project import is hidden inside
+a function outside the CLI (the CLI imports lazily so that `pipeline --help` does not load
+torch; anywhere else a function-level import is how a cycle hides).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("sfm_fusion",)
+PACKAGES = ("pipeline", "stages")
 
 
 def _modules() -> dict[str, Path]:
@@ -63,7 +64,7 @@ def _graph() -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
     for m, p in mods.items():
         for target, in_func in _imports(m, p, mods):
             edges[m].add(target)
-            if in_func and not m.startswith("sfm_fusion.cli"):
+            if in_func and not m.startswith("pipeline.cli"):
                 hidden.append((m, target))
     return edges, hidden
 
@@ -124,19 +125,30 @@ def test_no_import_cycles():
     assert _cycles(edges) == []
 
 
-def _is_library(mod: str) -> bool:
-    return not mod.startswith(("sfm_fusion.cli", "sfm_fusion.stages"))
+def _side(mod: str) -> str:
+    """cli | stages | library."""
+    if mod == "pipeline.cli" or mod.startswith("pipeline.cli."):
+        return "cli"
+    if mod == "stages" or mod.startswith("stages."):
+        return "stages"
+    return "library"
 
 
-def test_library_never_imports_stages():
+def test_imports_run_one_way():
+    """library -> nothing above it; cli and stages -> library only (never each other)."""
     edges, _ = _graph()
-    up = sorted(
+    wrong = sorted(
         (m, t)
         for m, ts in edges.items()
         for t in ts
-        if _is_library(m) and t.startswith("sfm_fusion.stages")
+        if _side(t) != "library" and _side(t) != _side(m)
     )
-    assert up == []
+    assert wrong == []
+
+
+def test_one_way_check_sees_a_planted_upward_import():
+    assert _side("pipeline.cli.train") == "cli" and _side("stages.train") == "stages"
+    assert _side("pipeline.train.loop") == "library" and _side("pipeline.client") == "library"
 
 
 def test_no_project_imports_hidden_in_functions():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_fusion.interfaces import REGISTRY, build, count_parameters
-from sfm_fusion.interfaces.gumd import temperature
+from pipeline.interfaces import REGISTRY, build, count_parameters
+from pipeline.interfaces.gumd import temperature
 
 
 @pytest.mark.parametrize(

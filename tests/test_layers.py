@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sfm_fusion.layers import LayerSpecError, format_layers, parse_layers
-from sfm_fusion.store import FingerprintMismatch, StoreWriter, open_store
+from pipeline.layers import LayerSpecError, format_layers, parse_layers
+from pipeline.store import FingerprintMismatch, StoreWriter, open_store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_extract import FakeUpstream, cfg_for, make_data  # noqa: E402
@@ -33,7 +33,7 @@ def test_layer_spec_syntax():
 
 
 def test_extract_a_subset_keeps_those_states(tmp_path):
-    from sfm_fusion.stages.extract import run
+    from pipeline.extract.engine import run
 
     data = make_data(tmp_path / "d", n=8)
     full = tmp_path / "full.zarr"
@@ -81,8 +81,8 @@ def subset_suite(tmp_path_factory):
 
 @pytest.mark.parametrize("interface", ["ws", "hconv", "chconv", "gumd"])
 def test_every_interface_trains_on_1_2_and_4_states(subset_suite, tmp_path, interface):
-    from sfm_fusion.stages.config import resolve_config
-    from sfm_fusion.stages.train import train
+    from pipeline.train.config import resolve_config
+    from pipeline.train.loop import train
 
     data, cache, stores = subset_suite
     stores_layers = {"one": [1], "two": [0, 1], "four": [0, 1, 2, 3]}
@@ -111,8 +111,8 @@ def test_every_interface_trains_on_1_2_and_4_states(subset_suite, tmp_path, inte
 
 
 def test_loader_says_which_states(subset_suite):
-    from sfm_fusion.data.manifest import read_manifest
-    from sfm_fusion.loader import FeatureDataset, make_loader, stores_info
+    from pipeline.data.manifest import read_manifest
+    from pipeline.feed.loader import FeatureDataset, make_loader, stores_info
 
     data, _, stores = subset_suite
     r = open_store(stores["two"])

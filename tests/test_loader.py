@@ -5,15 +5,15 @@ import pytest
 import torch
 from fakes import FakeStore
 
-from sfm_fusion.data.manifest import Utterance
-from sfm_fusion.interfaces import build
-from sfm_fusion.loader import (
+from pipeline.data.manifest import Utterance
+from pipeline.feed.loader import (
     BucketBatchSampler,
     FeatureDataset,
     MisalignedStoresError,
     MissingUtterancesError,
     make_loader,
 )
+from pipeline.interfaces import build
 
 
 def utt(uid: str, seconds: float) -> Utterance:
@@ -137,7 +137,7 @@ def test_loader_feeds_every_interface():
 
 
 def test_prefetch_thread_passes_errors_and_stops_early():
-    from sfm_fusion.tiers import prefetch
+    from pipeline.feed.tiers import prefetch
 
     def boom():
         yield 1
@@ -154,7 +154,7 @@ def test_prefetch_thread_passes_errors_and_stops_early():
 
 
 def write_store(path, arrays, frame_rate):
-    from sfm_fusion.store import StoreWriter
+    from pipeline.store import StoreWriter
 
     L, D = next(iter(arrays.values())).shape[1:]
     fp = {"upstream": "fake", "source": "fake://", "weights_hash": "abc", "whisper_mode": None,
@@ -166,7 +166,7 @@ def write_store(path, arrays, frame_rate):
 
 
 def test_real_stores_memory_mapped_with_a_spawned_worker(tmp_path):
-    from sfm_fusion.store import open_store
+    from pipeline.store import open_store
 
     a, b, utts = two_stores(n=30)
     write_store(tmp_path / "a.zarr", a.arrays, 50.0)

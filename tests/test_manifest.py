@@ -1,4 +1,4 @@
-"""sfm_fusion.data.manifest: JSONL round trip and errors that list every problem at once."""
+"""pipeline.data.manifest: JSONL round trip and errors that list every problem at once."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from sfm_fusion.audio import write_wav
-from sfm_fusion.data.manifest import (
+from pipeline.audio import write_wav
+from pipeline.data.manifest import (
     ManifestError,
     Utterance,
     manifest_paths,

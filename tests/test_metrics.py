@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfm_fusion.tasks.metrics import cer, eer, normalize_en, normalize_ml, wer
+from pipeline.tasks.metrics import cer, eer, normalize_en, normalize_ml, wer
 
 
 def test_wer_hand_checked():

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from sfm_fusion.data.manifest import Utterance
-from sfm_fusion.tasks import build_task
-from sfm_fusion.tasks.ml_asr import Conv2dSubsampling2, MultilingualASR, utterance_mvn
+from pipeline.data.manifest import Utterance
+from pipeline.tasks import build_task
+from pipeline.tasks.ml_asr import Conv2dSubsampling2, MultilingualASR, utterance_mvn
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_fusion.audio import load_audio, write_wav
-from sfm_fusion.data.manifest import Utterance, write_manifest
-from sfm_fusion.interfaces import build
-from sfm_fusion.stages.extract import ExtractConfig, run
-from sfm_fusion.store import open_store
-from sfm_fusion.upstreams import REGISTRY, load_upstream
-from sfm_fusion.upstreams.moonshine import (
+from pipeline.audio import load_audio, write_wav
+from pipeline.data.manifest import Utterance, write_manifest
+from pipeline.extract.engine import ExtractConfig, run
+from pipeline.interfaces import build
+from pipeline.store import open_store
+from pipeline.upstreams import REGISTRY, load_upstream
+from pipeline.upstreams.moonshine import (
     FRAME_RATE,
     MIN_SAMPLES,
     OFFLINE_MOONSHINE,
@@ -26,7 +26,7 @@ from sfm_fusion.upstreams.moonshine import (
     moonshine_num_frames,
     offline_ort,
 )
-from sfm_fusion.upstreams.ort_format import OrtFormatError, read_ort_graph, to_onnx_bytes
+from pipeline.upstreams.ort_format import OrtFormatError, read_ort_graph, to_onnx_bytes
 
 NAME = "moonshine_base_en"
 REL_TOL = 1e-4  # max |converted - onnxruntime| / max |onnxruntime|, per state (measured ≤ 2.2e-5)
@@ -128,7 +128,7 @@ def test_corrupt_ort_names_itself(tmp_path):
 
 
 def test_extract_a_tiny_store(tmp_path, up, speech):
-    """sfm_fusion.stages.extract writes the 9 x 416 states at 41.7 Hz; a too-short clip is a failure."""
+    """pipeline.extract.engine writes the 9 x 416 states at 41.7 Hz; a too-short clip is a failure."""
     data = tmp_path / "d"
     utts = []
     for i, n in enumerate([16000, 11000, 9000, 600]):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import sfm_fusion.stages.train as train_mod
-from sfm_fusion.stages.config import resolve_config
-from sfm_fusion.stages.pack import PackError, pack_groups, train_packed
-from sfm_fusion.stages.train import train
+import pipeline.train.loop as train_mod
+from pipeline.train.config import resolve_config
+from pipeline.train.loop import train
+from pipeline.train.pack import PackError, pack_groups, train_packed
 from tests.train_fixtures import make_er_suite
 
 # (interface, models, eval_every): fusion rows over two stores and a single-store row, with
@@ -133,8 +133,8 @@ def test_killed_packed_runs_resume_and_catch_up(er_suite, alone, tmp_path, monke
 def test_cli_trains_config_files_in_pack_groups(er_suite, tmp_path):
     from typer.testing import CliRunner
 
-    from sfm_fusion.cli import app
-    from sfm_fusion.stages.config import save_config
+    from pipeline.cli import app
+    from pipeline.train.config import save_config
 
     files = []
     for i, (interface, models, seed) in enumerate([("ws", "up_a,up_b", 0), ("gumd", "up_a", 0), ("ws", "up_b", 1)]):  # fmt: skip

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sfm_fusion.stages.config import resolve_config
-from sfm_fusion.stages.plan import (
+from pipeline.plan import (
     MARKER,
     Column,
     PlanError,
@@ -24,6 +23,7 @@ from sfm_fusion.stages.plan import (
     render,
     train_argv,
 )
+from pipeline.train.config import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_default_plan_counts(default_params):
 
 
 def test_train_commands_resolve_with_the_trainer_config(default_params):
-    """Every run's `--set` keys are ones sfm_fusion.stages.config accepts (no typo can reach a DVC stage)."""
+    """Every run's `--set` keys are ones pipeline.train.config accepts (no typo can reach a DVC stage)."""
     raw = read_experiment_mapping(default_params)
     raw["interfaces"]["hconv"] = {"dim": 256}
     cfg = parse_experiment(raw)
@@ -142,7 +142,7 @@ def test_paper_plan():
         1e-4,
         2000,
     )
-    # the CPU demo's head shortcuts (sfm_fusion/stages/config.py TASK_DEFAULTS) must not leak into it
+    # the CPU demo's head shortcuts (pipeline/train/config.py TASK_DEFAULTS) must not leak into it
     assert rc.task_args == {
         "proj": 1024,
         "hidden": 1024,
@@ -186,7 +186,7 @@ def test_stale_params_are_refused(tmp_path, default_params):
     p.write_text(text.replace("interfaces: [ws, gumd, hconv]", "interfaces: [ws, hconv]"))
     with pytest.raises(PlanError, match="no longer match"):
         check(p)
-    p.write_text(render(p))  # `python -m sfm_fusion.stages.plan write params.yaml` fixes it
+    p.write_text(render(p))  # `python -m pipeline.plan write params.yaml` fixes it
     check(p)
     assert len(make_plan(load_experiment(p)).runs) == 132 - 4 * 3  # the GumD row is gone
     assert p.read_text().count(MARKER) == 1
@@ -252,8 +252,8 @@ def test_seed_defaults_and_conflicts():
 
 
 def test_paper_runs_start_from_the_recipes_never_the_demo_defaults():
-    from sfm_fusion.stages.dvc_train import run_config
-    from sfm_fusion.tasks import TASKS
+    from pipeline.tasks import TASKS
+    from pipeline.train.from_plan import run_config
 
     cfg = load_experiment(ROOT / "configs" / "paper.yaml")
     plan = make_plan(cfg)

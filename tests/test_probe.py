@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from fakes import FakeStore
 
-from sfm_fusion.analysis.probe import ProbeConfig, probe_store, run_probes, write_probe
-from sfm_fusion.data.manifest import Utterance
-from sfm_fusion.tasks.asr import EN_CHARS
+from pipeline.analysis.probe import ProbeConfig, probe_store, run_probes, write_probe
+from pipeline.data.manifest import Utterance
+from pipeline.tasks.asr import EN_CHARS
 
 D = 16
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from sfm_fusion.stages.plan import make_plan
-from sfm_fusion.stages.report import load_runs, write_report
+from pipeline.plan import make_plan
+from pipeline.report import load_runs, write_report
 from tests.report_fakes import LANGS, experiment, fabricate, fake_run
 
 

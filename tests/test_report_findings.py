@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sfm_fusion.stages.report.findings import build_findings, findings_markdown, overall
-from sfm_fusion.stages.report.layout import layout_from_config
-from sfm_fusion.stages.report.runs import load_runs
+from pipeline.report.findings import build_findings, findings_markdown, overall
+from pipeline.report.layout import layout_from_config
+from pipeline.report.runs import load_runs
 from tests.report_fakes import experiment, fabricate
 
 TINY, BASE, WAVLM = "whisper_tiny_en", "whisper_base", "wavlm_base_plus"

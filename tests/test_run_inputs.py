@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from sfm_fusion.data.manifest import read_manifest, write_manifest
-from sfm_fusion.run_inputs import InputsChanged, ManifestStoreMismatch
-from sfm_fusion.stages.config import resolve_config
-from sfm_fusion.stages.evaluate import evaluate
-from sfm_fusion.stages.train import train
+from pipeline.data.manifest import read_manifest, write_manifest
+from pipeline.feed.run_inputs import InputsChanged, ManifestStoreMismatch
+from pipeline.train.config import resolve_config
+from pipeline.train.evaluate import evaluate
+from pipeline.train.loop import train
 from tests.train_fixtures import make_er_suite
 
 SIZES = {"train": 24, "dev": 8, "test": 8, "test_unseen": 6}

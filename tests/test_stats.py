@@ -1,4 +1,4 @@
-"""sfm_fusion.analysis.stats against scipy's own tests and hand-computed values."""
+"""pipeline.analysis.stats against scipy's own tests and hand-computed values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats as st
 
-from sfm_fusion.analysis.stats import (
+from pipeline.analysis.stats import (
     clear_lead,
     contrast,
     difference,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
-from sfm_fusion.store import (
+from pipeline.store import (
     FeatureSource,
     FingerprintMismatch,
     StoreLocked,

@@ -1,5 +1,5 @@
 """Kill at any moment: a writer killed at each step of store creation and commit (os._exit at
-a named step, sfm_fusion/store/faults.py) leaves a store that the same code finishes to the
+a named step, pipeline/store/faults.py) leaves a store that the same code finishes to the
 bytes of an uninterrupted run; so does a part whose metadata was deleted."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sfm_fusion.store import StoreWriter, open_store, part_name, verify_store
-from sfm_fusion.store.faults import ENV, KILL_EXIT, STEPS
+from pipeline.store import StoreWriter, open_store, part_name, verify_store
+from pipeline.store.faults import ENV, KILL_EXIT, STEPS
 
 L, D = 3, 16
 FP = {"upstream": "fake", "source": "fake://", "weights_hash": "h", "whisper_mode": None,

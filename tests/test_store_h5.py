@@ -12,13 +12,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import sfm_fusion.store as store_mod
-from sfm_fusion.cli.export import export_cmd
-from sfm_fusion.encoding import calibrate
-from sfm_fusion.store import StoreError, StoreWriter, make_fingerprint, open_store
-from sfm_fusion.store.h5 import dataset_name, is_h5_path, open_h5_store
-from sfm_fusion.store.h5_export import export_h5
-from sfm_fusion.upstreams.base import UpstreamSpec
+import pipeline.store as store_mod
+from pipeline.cli.export import export_cmd
+from pipeline.encoding import calibrate
+from pipeline.store import StoreError, StoreWriter, make_fingerprint, open_store
+from pipeline.store.h5 import dataset_name, is_h5_path, open_h5_store
+from pipeline.store.h5_export import export_h5
+from pipeline.upstreams.base import UpstreamSpec
 
 SPEC = UpstreamSpec("fake_up", "hf", "synthetic", 16000, 50.0, 5, 6)  # L = 5 states, D = 6
 IDS = ["a-1", "spk/utt%2", "b 3", "..", "c4"]  # "/" and "%" must survive as dataset names
@@ -126,8 +126,8 @@ def test_cli_command(tmp_path):
 
 
 def test_training_from_hdf5_matches_zarr(tmp_path):
-    from sfm_fusion.stages.config import resolve_config
-    from sfm_fusion.stages.train import train
+    from pipeline.train.config import resolve_config
+    from pipeline.train.loop import train
     from tests.train_fixtures import make_er_suite
 
     data, cache = make_er_suite(tmp_path / "er", {"train": 32, "dev": 12, "test": 12})
@@ -153,7 +153,7 @@ def test_training_from_hdf5_matches_zarr(tmp_path):
 
 
 def test_cache_info_and_verify_name_an_hdf5_export(tmp_path):
-    from sfm_fusion.cli import app
+    from pipeline.cli import app
 
     src = _store(tmp_path / "s.zarr")
     export_h5(src, tmp_path / "s.h5", progress=False)

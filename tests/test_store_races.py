@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from sfm_fusion.store import FingerprintMismatch, StoreLocked, StoreWriter, open_store, part_name
+from pipeline.store import FingerprintMismatch, StoreLocked, StoreWriter, open_store, part_name
 
 L, D = 2, 8
 N_PROCS, N_RACES = 4, 50  # 50 races to create a store + 50 to take over a dead writer's part

@@ -9,8 +9,8 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from sfm_fusion.cli import app
-from sfm_fusion.store import StoreCorrupt, StoreWriter, open_store, part_name, verify_store
+from pipeline.cli import app
+from pipeline.store import StoreCorrupt, StoreWriter, open_store, part_name, verify_store
 
 L, D, C = 3, 16, 128
 FP = {"upstream": "fake", "source": "fake://", "weights_hash": "h", "whisper_mode": None,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sfm_fusion.data.manifest import Utterance, write_trials
-from sfm_fusion.tasks import build_task
-from sfm_fusion.tasks.sv import SpeakerVerification, build_trials, stats_pool
+from pipeline.data.manifest import Utterance, write_trials
+from pipeline.tasks import build_task
+from pipeline.tasks.sv import SpeakerVerification, build_trials, stats_pool
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The built-in offline suite (sfm_fusion.data.synth) at preset `tiny`."""
+"""The built-in offline suite (pipeline.data.synth) at preset `tiny`."""
 # SPLITS here are all four: train, dev, test and the out-of-domain test_unseen
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sfm_fusion.data.manifest import read_manifest, read_trials
-from sfm_fusion.data.synth import (
+from pipeline.data.manifest import read_manifest, read_trials
+from pipeline.data.synth import (
     ALL_SPLITS,
     EMOTIONS,
     PRESETS,
@@ -129,7 +129,7 @@ def test_same_seed_builds_byte_identical_suites(tmp_path, monkeypatch):
     (whatever the worker count); another seed changes them."""
     import dataclasses
 
-    import sfm_fusion.data.synth as synth
+    import pipeline.data.synth as synth
 
     small = dataclasses.replace(
         PRESETS["tiny"], asr_en=(3, 2, 2, 2), ml_asr=(8, 2, 2, 2), er=(4, 4, 4, 4),
@@ -164,7 +164,7 @@ def test_resized_preset_is_rebuilt(tiny_suite, tmp_path, monkeypatch):
     """Regression: suite.json recorded the preset's name only, so new sizes kept the old suite."""
     import dataclasses
 
-    import sfm_fusion.data.synth as synth
+    import pipeline.data.synth as synth
 
     out = tmp_path / "suite"
     out.mkdir()

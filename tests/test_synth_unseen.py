@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from sfm_fusion.data.synth import TASKS, draw_specs
-from sfm_fusion.data.voices import (
+from pipeline.data.synth import TASKS, draw_specs
+from pipeline.data.voices import (
     ALL_VARIANTS,
     FLITE_VOICES,
     FLITE_VOICES_UNSEEN,

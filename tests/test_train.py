@@ -7,15 +7,15 @@ import json
 import pytest
 import torch
 
-import sfm_fusion.stages.train as train_mod
-from sfm_fusion.stages.config import (
+import pipeline.train.loop as train_mod
+from pipeline.train.config import (
     ConfigError,
     RunConfig,
     TrainSettings,
     load_run_config,
     resolve_config,
 )
-from sfm_fusion.stages.train import RunDirError, train
+from pipeline.train.loop import RunDirError, train
 from tests.train_fixtures import make_er_suite
 
 
@@ -143,10 +143,10 @@ def test_config_overrides_resolve(tmp_path):
 def test_onthefly_mode_runs_the_upstream_inside_the_step(tmp_path, monkeypatch):
     import numpy as np
 
-    import sfm_fusion.upstreams.registry as registry
-    from sfm_fusion.audio import write_wav
-    from sfm_fusion.data.manifest import Utterance, write_manifest
-    from sfm_fusion.upstreams.hf import tiny_random_hf
+    import pipeline.upstreams.registry as registry
+    from pipeline.audio import write_wav
+    from pipeline.data.manifest import Utterance, write_manifest
+    from pipeline.upstreams.hf import tiny_random_hf
 
     rng = np.random.default_rng(0)
     for split, n in {"train": 8, "dev": 4, "test": 4}.items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sfm_fusion.upstreams import REGISTRY, load_upstream, resolve_spec, tiny_random_hf
-from sfm_fusion.upstreams.hf import base_sized_random_hf
+from pipeline.upstreams import REGISTRY, load_upstream, resolve_spec, tiny_random_hf
+from pipeline.upstreams.hf import base_sized_random_hf
 
 EXPECTED = {
     "hubert_base": (13, 768, "facebook/hubert-base-ls960"),

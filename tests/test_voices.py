@@ -1,4 +1,4 @@
-"""The engines and voice pools (sfm_fusion.data.voices)."""
+"""The engines and voice pools (pipeline.data.voices)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from sfm_fusion.data.voices import ALL_VARIANTS, flite_command, speak
+from pipeline.data.voices import ALL_VARIANTS, flite_command, speak
 
 SR = 16000
 

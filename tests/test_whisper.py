@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sfm_fusion.upstreams import load_upstream
-from sfm_fusion.upstreams.whisper import WhisperUpstream, encoder_states, whisper_num_frames
+from pipeline.upstreams import load_upstream
+from pipeline.upstreams.whisper import WhisperUpstream, encoder_states, whisper_num_frames
 
 LENGTHS = [48000, 47700, 7777]  # 3 s (300 mel frames), 298 mel frames, ~0.5 s
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sfm_fusion.data.manifest import Utterance, write_manifest
+from pipeline.data.manifest import Utterance, write_manifest
 
 LABELS = ["neu", "hap", "ang", "sad"]
 SHAPES = {"up_a": (3, 8), "up_b": (4, 6)}
@@ -23,8 +23,8 @@ def make_er_suite(
 
     The same `seed` gives the same features; `weights_hash` only changes the fingerprint.
     """
-    from sfm_fusion.store import StoreWriter, make_fingerprint, manifest_hash
-    from sfm_fusion.upstreams.base import UpstreamSpec
+    from pipeline.store import StoreWriter, make_fingerprint, manifest_hash
+    from pipeline.upstreams.base import UpstreamSpec
 
     sizes = sizes or {"train": 64, "dev": 24, "test": 24}
     rng = np.random.default_rng(seed)

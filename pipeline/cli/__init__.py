@@ -1,0 +1,71 @@
+"""The `pipeline` command: a typer app whose sub-commands call the stage modules.
+
+Each command group lives in its own module in this package; this file only assembles them.
+Errors a user can act on print one message and exit 1 (pipeline/cli/errors.py); `--debug`
+(before the sub-command) or PIPELINE_DEBUG=1 shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from pipeline.cli.errors import ErrorHandlingGroup
+from pipeline.cli.names import RegistryHelp
+
+app = typer.Typer(
+    name="pipeline",
+    help="Cache all hidden layers of frozen speech foundation models, then train fusion interfaces and task heads on the cache.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    cls=ErrorHandlingGroup,
+)
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of any error (also PIPELINE_DEBUG=1)."
+    ),
+) -> None:
+    """Cache all hidden layers of frozen speech foundation models, then train fusion interfaces and task heads on the cache."""
+
+
+def main() -> None:
+    """Entry point of the `pipeline` script."""
+    app()
+
+
+from pipeline.cli import analyze, cache, data, evaluate, extract, grid, report, train  # noqa: E402
+
+app.add_typer(
+    data.app,
+    name="data",
+    help="Create the built-in offline suite or import a real corpus into manifests.",
+)
+app.add_typer(cache.app, name="cache", help="Inspect and verify feature stores.")
+app.add_typer(
+    analyze.app,
+    name="analyze",
+    help="Layer-wise probes and cross-model layer similarity from stores.",
+)
+app.command(
+    "extract",
+    cls=RegistryHelp,
+    help="Stage one: run a frozen upstream over a manifest and store every layer's hidden states.",
+)(extract.extract)
+app.command(
+    "train",
+    cls=RegistryHelp,
+    help="Stage two: train an interface and a task head from cached stores.",
+)(train.train)
+app.command(
+    "train-packed",
+    help="Train runs that share one pass over the cache (RUN_DIR/config.yaml files).",
+)(train.train_packed)
+app.command("grid", help="Stage two at scale: train every pending run of the plan at once.")(
+    grid.grid
+)
+app.command("evaluate", help="Re-score a trained run from its best checkpoint.")(evaluate.evaluate)
+app.command("report", help="Collect run directories into results/table.md, metrics and figures.")(
+    report.report
+)

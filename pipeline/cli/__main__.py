@@ -1,0 +1,5 @@
+"""`python -m pipeline.cli ...` (what `torchrun -m pipeline.cli train ...` starts on each rank)."""
+
+from pipeline.cli import app
+
+app()

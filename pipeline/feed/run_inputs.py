@@ -1,0 +1,174 @@
+"""What a run was trained on: its stores and split manifests, recorded and checked.
+
+`RUN_DIR/inputs.json` (written when a run starts, copied into each metrics.json record) is
+
+    {"stores": {upstream: {"path": str, "fingerprint": {...}}},   # the store's group attrs
+     "splits": {split: {"path": str, "utterances": int, "hash": str}}}
+
+with `hash` = `pipeline.data.splits.split_hash` (ids, durations, audio file sizes). Resuming
+a run or evaluating it compares the current inputs with the record (`compare_inputs`) and
+refuses a changed store or manifest, naming the field and the file. Before training starts,
+`check_agreement` refuses a manifest whose utterances a store does not hold or whose
+durations disagree with the store's frame counts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.data.manifest import Utterance
+from pipeline.data.splits import split_hash
+from pipeline.errors import UserError
+
+INPUTS_FILE = "inputs.json"
+SHOWN = 5  # utterances named in a refusal (then a count)
+FRAME_TOLERANCE = 2  # frames, plus FRAME_TOLERANCE_REL of the expected count
+FRAME_TOLERANCE_REL = 0.01
+
+
+class StoreMissingError(UserError, FileNotFoundError):
+    """A feature store a run needs is not there; the message names it and how to make it."""
+
+
+class InputsChanged(UserError, RuntimeError):
+    """A store or manifest differs from the one the run was trained on."""
+
+
+class ManifestStoreMismatch(UserError, ValueError):
+    """A manifest whose utterances a store lacks or whose durations disagree with its frames."""
+
+
+def find_stores(models: Sequence[str], cache: str | Path, stores: Sequence[str] = ()) -> list[Path]:
+    """One store path per model: `--store` entries (positional or NAME=PATH), else CACHE_DIR/<name>.zarr."""
+    named = dict(s.split("=", 1) for s in stores if "=" in s)
+    positional = [s for s in stores if "=" not in s]
+    paths = []
+    for i, m in enumerate(models):
+        if m in named:
+            p = Path(named[m])
+        elif positional and len(positional) == len(models):
+            p = Path(positional[i])
+        else:
+            p = Path(cache) / f"{m}.zarr"
+        if not p.exists():
+            raise StoreMissingError(
+                f"feature store for upstream {m!r} not found at {p}; extract it first "
+                f"(`pipeline extract` with --model {m} and --out {p}), or point --cache/--store at it"
+            )
+        paths.append(p)
+    return paths
+
+
+def describe_inputs(
+    models: Sequence[str], stores: Sequence[Any], splits: dict[str, list[Utterance]], data_dir: Path
+) -> dict:
+    """The inputs record of a run: each store's path and fingerprint, each split's hash."""
+    return {
+        "stores": {
+            m: {"path": str(getattr(s, "path", "")), "fingerprint": dict(s.fingerprint)}
+            for m, s in zip(models, stores, strict=True)
+        },
+        "splits": {
+            k: {"path": str(data_dir / f"{k}.jsonl"), "utterances": len(v), "hash": split_hash(v)}
+            for k, v in splits.items()
+        },
+    }
+
+
+def write_inputs(run_dir: Path, inputs: dict) -> Path:
+    path = Path(run_dir) / INPUTS_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(inputs, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_inputs(run_dir: Path) -> dict | None:
+    """The recorded inputs of a run, None for a run written before they were recorded."""
+    path = Path(run_dir) / INPUTS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def compare_inputs(
+    recorded: dict,
+    current: dict,
+    what_to_do: str,
+    ignore_fields: Iterable[str] = (),
+    splits: bool = True,
+) -> None:
+    """Raise InputsChanged naming every store field and split that differs from the record.
+
+    `ignore_fields`: fingerprint fields not compared (e.g. manifest_hash when evaluating on
+    another dataset); `splits`: compare the split hashes too.
+    """
+    ignore = set(ignore_fields)
+    problems = []
+    for m, cur in current["stores"].items():
+        old = recorded.get("stores", {}).get(m)
+        if old is None:
+            continue  # a model the record does not know: the config check refuses it
+        a, b = old["fingerprint"], cur["fingerprint"]
+        for k in sorted((set(a) | set(b)) - ignore):
+            if a.get(k) != b.get(k):
+                problems.append(
+                    f"store {cur['path']} ({m}): {k} was {a.get(k)!r} when the run was trained, now {b.get(k)!r}"  # fmt: skip
+                )
+    if splits:
+        for k, cur in current["splits"].items():
+            old = recorded.get("splits", {}).get(k)
+            if old is not None and old["hash"] != cur["hash"]:
+                problems.append(
+                    f"manifest {cur['path']}: its utterances (ids, durations or audio file sizes) "
+                    f"changed since the run was trained ({old['utterances']} -> {cur['utterances']} utterances)"  # fmt: skip
+                )
+    if problems:
+        raise InputsChanged(
+            "the run's inputs changed since it was trained:\n  "
+            + "\n  ".join(problems)
+            + f"\n{what_to_do}"
+        )
+
+
+def check_agreement(stores: Sequence[Any], utts: Sequence[Utterance], manifest: str) -> None:
+    """Refuse utterances of `manifest` that a store lacks or whose duration disagrees with its frames.
+
+    Expected frames: duration * the store's frame rate (its fingerprint), within
+    FRAME_TOLERANCE + FRAME_TOLERANCE_REL of it.
+    """
+    problems = []
+    for s in stores:
+        name = str(getattr(s, "path", s))
+        missing = [u.id for u in utts if u.id not in s]
+        if missing:
+            problems.append(
+                f"store {name} lacks {len(missing)} of the {len(utts)} utterances of {manifest}: "
+                f"{_some(missing)}. The ids are missing from the store: re-extract it with "
+                "`pipeline extract ... --force` on this data dir, or check that --data is the "
+                "manifest the store was extracted from"
+            )
+            continue
+        rate = float(s.frame_rate)
+        bad = []
+        for u in utts:
+            frames, expected = int(s.length(u.id)), float(u.duration) * rate
+            if abs(frames - expected) > FRAME_TOLERANCE + FRAME_TOLERANCE_REL * expected:
+                bad.append(f"{u.id} ({u.duration:g} s, {frames} frames = {frames / rate:.2f} s)")
+        if bad:
+            problems.append(
+                f"{len(bad)} utterance(s) of {manifest} have a duration that disagrees with "
+                f"their frames in store {name} at {rate:g} Hz: {_some(bad)}. The manifest or the "
+                "audio changed after extraction: re-extract with `pipeline extract ... --force`, "
+                "or restore the manifest the store was built from"
+            )
+    if problems:
+        raise ManifestStoreMismatch(";\n".join(problems))
+
+
+def _some(items: Sequence[str]) -> str:
+    more = f" ... and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more

@@ -1,0 +1,122 @@
+"""Expand an experiment into the stores to extract and the runs to train.
+
+`make_plan(exp)` takes a typed `Experiment` (pipeline/plan/experiment.py; a plain mapping
+is parsed into one first) and returns a `Plan` (pipeline/plan/model.py): one `Store` per
+upstream × task data dir, one `Run` per table row × task column × expansion (fold, language) ×
+seed. Names and types were checked when the experiment was parsed; what is left here is what
+depends on the column: resolving aliases and refusing a set that names an upstream twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.plan.experiment import Experiment, parse_experiment
+from pipeline.plan.model import (
+    STORE_SLOTS,
+    Plan,
+    PlanError,
+    Row,
+    Run,
+    Store,
+)
+
+
+def as_experiment(exp: Experiment | Mapping[str, Any]) -> Experiment:
+    """`exp` itself, or the mapping (a parsed YAML experiment) parsed into an Experiment."""
+    return exp if isinstance(exp, Experiment) else parse_experiment(exp)
+
+
+def resolve(member: str, column: str, task: str, aliases: dict, upstreams: dict, where: str) -> str:
+    """An upstream or alias name as an upstream name for one column (column key, task, default)."""
+    if member in aliases:
+        a = aliases[member]
+        name = a.get(column, a.get(task, a.get("default")))
+        if name is None:
+            raise PlanError(
+                f"{where}: alias `{member}` has no entry for column `{column}` and no `default`"
+            )
+        member = name
+    if member not in upstreams:
+        raise PlanError(
+            f"{where}: `{member}` is not under `upstreams:` (known: {sorted(upstreams)}) nor `aliases:`"
+        )
+    return member
+
+
+def experiment_seeds(exp: Experiment | Mapping[str, Any]) -> list[int]:
+    """The experiment's `seeds` (default: `[train.seed]`, else `[0]`): each run trains once per seed."""
+    return as_experiment(exp).run_seeds()
+
+
+def make_plan(exp: Experiment | Mapping[str, Any]) -> Plan:
+    """Expand an experiment (typed, or a parsed params.yaml / configs/*.yaml) into stores, runs and rows."""
+    exp = as_experiment(exp)
+    suite, paths, seeds = exp.data.suite, exp.paths, exp.run_seeds()
+    data_dir = f"{paths.data_root}/{suite}"
+    synth = {suite: {"out": data_dir}} if exp.data.synth else {}
+    imports = {
+        name: {"corpus": s.corpus, "root": s.root, "args": s.args, "parent": data_dir,
+               "out": f"{data_dir}/{s.corpus}"}
+        for name, s in exp.data.imports.items()
+    }  # fmt: skip
+
+    stores: dict[str, Store] = {}
+    runs: dict[str, Run] = {}
+    rows: list[Row] = []
+
+    def store_for(dataset: str, m: str) -> Store:
+        skey = f"{dataset.replace('/', '_')}-{m}"
+        if skey not in stores:
+            cache_dir = f"{paths.cache_root}/{suite}/{dataset}"
+            stores[skey] = Store(skey, dataset, m, f"{data_dir}/{dataset}",
+                                 f"{cache_dir}/{m}.zarr", f"cache/{suite}/{dataset}/{m}.stamp.json")  # fmt: skip
+        return stores[skey]
+
+    for si, sec in enumerate(exp.table):
+        where = f"{exp.source}: table[{si}]"
+        cols = sec.tasks or list(exp.tasks)
+        for members in sec.sets:
+            if not 1 <= len(members) <= STORE_SLOTS:
+                raise PlanError(
+                    f"{where}: a set has {len(members)} upstreams; dvc.yaml has {STORE_SLOTS} slots"
+                )
+            for iface in sec.interfaces:
+                row = Row(sec.table, sec.section, list(members), iface, {})
+                for col in cols:
+                    row.cells[col] = _cell(exp, col, members, iface, where, seeds, store_for, runs)
+                rows.append(row)
+    corpora = {v["corpus"] for v in imports.values()}
+    for r in runs.values():
+        ds = r.data[len(data_dir) + 1 :]
+        if not synth and ds.split("/")[0] not in corpora:
+            raise PlanError(
+                f"{exp.source}: task data `{ds}` comes from no corpus under data.import "
+                f"(imported: {sorted(corpora)})"
+            )
+    return Plan(suite, list(exp.tasks), stores, runs, rows, synth, imports, seeds)
+
+
+def _cell(exp: Experiment, col: str, members: list[str], iface: str, where: str,
+          seeds: list[int], store_for, runs: dict[str, Run]) -> list[str]:  # fmt: skip
+    """The run keys of one table cell (adding its runs to `runs`): one per expansion × seed."""
+    spec = exp.tasks[col]
+    models = [resolve(m, col, spec.task, exp.aliases, exp.upstreams, where) for m in members]
+    if len(set(models)) != len(models):
+        raise PlanError(f"{where}: set {members} resolves to {models} for `{col}`: an upstream twice")  # fmt: skip
+    keys = []
+    for group, ex in spec.expansions():
+        dataset, store_data = spec.data_dir.format(**ex), spec.store_dir.format(**ex)
+        stamps = [store_for(store_data, m).stamp for m in models]
+        suffix = "".join(f"-{k}{v}" if isinstance(v, int) else f"-{v}" for k, v in group.items())
+        for seed in seeds:
+            key = f"{'+'.join(models)}-{iface}-{col}{suffix}"
+            key += f"-s{seed}" if len(seeds) > 1 else ""
+            if key not in runs:
+                runs[key] = Run(key, models, iface, col, spec.task, f"{exp.paths.data_root}/{exp.data.suite}/{dataset}",
+                                f"{exp.paths.cache_root}/{exp.data.suite}/{store_data}",
+                                stamps + [stamps[0]] * (STORE_SLOTS - len(stamps)),
+                                {**spec.set, **ex}, group, seed)  # fmt: skip
+            keys.append(key)
+    return keys

@@ -1,0 +1,77 @@
+"""Input-state importance of a trained run's interface, from its best checkpoint and the cache.
+
+    run_importance(run)   # [(L_i,)] relative output change when each state is zeroed, or None
+
+Rebuilds the run's interface from config.yaml (interface, interface_args) and the shapes of its
+stores, loads checkpoints/best.pt, and measures `pipeline.analysis.importance.state_importance`
+on the first `MAX_UTTS` utterances of the run's dev split, read from the same stores. A run
+whose checkpoint, manifest or stores are gone gives None (the figure then falls back to the
+tap-normalised weight norms and says so).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.analysis.importance import Batch, state_importance
+from pipeline.data.manifest import read_manifest
+from pipeline.feed.loader import FeatureDataset, make_loader
+from pipeline.interfaces import build
+from pipeline.report.runs import RunResult
+from pipeline.store import open_store
+
+log = logging.getLogger(__name__)
+MAX_UTTS = 16  # dev utterances per run (one batch): the measure is a ratio of sums over all frames
+
+
+def _store_paths(cfg: dict) -> list[Path]:
+    """The run's stores: `stores` (positional or NAME=PATH) when given, else CACHE/<model>.zarr."""
+    models, stores = list(cfg.get("models") or []), list(cfg.get("stores") or [])
+    named = dict(s.split("=", 1) for s in stores if "=" in s)
+    positional = [s for s in stores if "=" not in s]
+    if len(positional) == len(models):
+        return [Path(p) for p in positional]
+    return [Path(named.get(m, Path(str(cfg.get("cache", ""))) / f"{m}.zarr")) for m in models]
+
+
+def _batches(loader, limit: int) -> Iterator[Batch]:
+    for i, b in enumerate(loader):
+        if i >= limit:
+            return
+        yield [f.float() for f in b["feats"]], [torch.as_tensor(n) for n in b["lengths"]]
+
+
+def run_importance(run: RunResult, max_utts: int = MAX_UTTS) -> list[np.ndarray] | None:
+    """[(L_i,)] per upstream of the run, or None (and a log line) when it cannot be computed."""
+    cfg, best = run.config, run.path / "checkpoints" / "best.pt"
+    dev = Path(str(cfg.get("data", ""))) / "dev.jsonl"
+    try:
+        ck = torch.load(best, map_location="cpu", weights_only=False)
+        readers = [open_store(p) for p in _store_paths(cfg)]
+        shapes = [(int(r.num_layers), int(r.dim)) for r in readers]
+        if "shapes" in ck and [tuple(s) for s in ck["shapes"]] != shapes:
+            raise ValueError(f"stores have shapes {shapes}, the checkpoint {ck['shapes']}")
+        rates = [float(r.frame_rate) for r in readers]
+        iface = build(
+            str(cfg["interface"]), shapes, frame_rates=rates, **(cfg.get("interface_args") or {})
+        )
+        iface.load_state_dict(ck["interface"])
+        utts = [u for u in read_manifest(dev, check_files=False) if all(u.id in r for r in readers)]
+        if not utts:
+            raise ValueError(f"no utterance of {dev} is in the run's stores")
+        loader = make_loader(
+            FeatureDataset(readers, utts[:max_utts]),
+            max_utts,
+            tier="auto",
+            device="cpu",
+            prefetch=0,
+        )
+        return state_importance(iface, _batches(loader, limit=max_utts))
+    except (OSError, KeyError, ValueError, RuntimeError) as e:
+        log.warning("run %s: no state importance (%s: %s)", run.key, type(e).__name__, e)
+        return None

@@ -1,0 +1,194 @@
+"""What the report shows: rows (sections × upstream sets × interfaces), task columns, labels,
+and which run directories fill each cell.
+
+With an experiment config the rows come from its plan (pipeline/plan/). A cell's run
+directories are found by what each run's config.yaml says (models, interface, task, the
+column's structural task settings, the seed), so the runs of every seed of a cell land in it
+whatever their directory names. Without a config, rows are inferred from the runs' configs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pipeline.interfaces import REGISTRY, interface_label
+from pipeline.plan import Row, make_plan
+from pipeline.report.runs import RunResult
+from pipeline.tasks import METRIC_LABELS, TASKS
+
+# Names, metrics and labels come from the registries beside the code (defined once there).
+TASK_METRIC = {name: (cls.metric, cls.direction) for name, cls in TASKS.items()}
+METRIC_LABEL = METRIC_LABELS
+INTERFACE_LABEL = {name: interface_label(name) for name in REGISTRY}  # in registration order
+ARROW = {"lower": "↓", "higher": "↑"}
+SPLIT_LABEL = {"test_unseen": "unseen voices"}
+NOT_SCORED = ("train", "dev")  # splits that never get a table column
+
+
+@dataclass
+class Layout:
+    """What the tables show: rows (sections × sets × interfaces), columns, labels.
+
+    `rows[i].cells[col]` lists the run directories of that cell (every seed and expansion);
+    `planned[(i, col)]` how many runs the plan expects there."""
+
+    rows: list[Row]
+    columns: list[str]
+    column_task: dict[str, str]  # column -> pipeline task
+    expanded: dict[str, str]  # column -> the expand key (fold, config) when it has one
+    group_of: dict[str, str]  # run dir -> its expansion value (a fold, a mono-1h config)
+    names: dict[str, str] = field(default_factory=dict)  # upstream/alias -> display name
+    column_labels: dict[str, str] = field(default_factory=dict)
+    title: str = "Results"
+    split: str = "test"
+    cfg: dict = field(default_factory=dict)
+    planned: dict[tuple[int, str], int] = field(default_factory=dict)
+    split_labels: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # run dirs the report could not place
+
+
+def _expansion(group: dict) -> str | None:
+    g = {k: v for k, v in group.items() if k != "seed"}
+    return str(next(iter(g.values()))) if g else None
+
+
+def _matches(run: RunResult, planned) -> bool:
+    """Does the run dir's config say it is this planned run (any seed unless the plan fixes one)?"""
+    if run.models != list(planned.models) or run.interface != planned.interface:
+        return False
+    if run.task != planned.task:
+        return False
+    args = run.task_args
+    if any(str(args.get(k)) != str(v) for k, v in planned.settings.items()):
+        return False
+    seed = getattr(planned, "seed", None)
+    return seed is None or int(seed) == run.seed
+
+
+def seeds_of(cfg: dict) -> list[int]:
+    """The experiment's `seeds` ([0] when absent)."""
+    seeds = cfg.get("seeds")
+    return [int(x) for x in seeds] if seeds else [0]
+
+
+def layout_from_config(cfg: dict, runs: dict[str, RunResult]) -> Layout:
+    """The plan's rows and columns, each cell filled with the run dirs whose config matches."""
+    plan = make_plan(cfg)
+    tasks = cfg.get("tasks") or {}
+    rep = cfg.get("report") or {}
+    cells_of: dict[str, list[tuple[int, str]]] = {}  # planned key -> cells listing it
+    planned: dict[tuple[int, str], int] = {}
+    # a plan that lists one run per seed counts them itself; an older one lists one per cell
+    per_key = 1 if any(hasattr(r, "seed") for r in plan.runs.values()) else len(seeds_of(cfg))
+    for i, row in enumerate(plan.rows):
+        for col, keys in row.cells.items():
+            planned[(i, col)] = len(keys) * per_key
+            for k in keys:
+                cells_of.setdefault(k, []).append((i, col))
+    filled: dict[tuple[int, str], dict[tuple, str]] = {c: {} for c in planned}
+    group_of: dict[str, str] = {}
+    notes: list[str] = []
+    for name, run in runs.items():
+        hits = [p for p in plan.runs.values() if _matches(run, p)]
+        if len({p.column for p in hits}) > 1:  # two columns of one task: the dir name decides
+            hits = [p for p in hits if name == p.key or name.startswith(p.key + "-")]
+            if len({p.column for p in hits}) != 1:
+                notes.append(f"run dir `{name}` fits several columns; left out")
+                continue
+        for p in hits:
+            g = _expansion(p.group)
+            if g is not None:
+                group_of[name] = g
+            for c in cells_of.get(p.key, []):
+                slot = (g, run.seed)
+                if slot not in filled[c] or name in cells_of:  # a planned name wins a duplicate
+                    filled[c][slot] = name
+    rows = []
+    for i, row in enumerate(plan.rows):
+        cells = {col: sorted(filled[(i, col)].values()) for col in row.cells}
+        rows.append(Row(row.table, row.section, list(row.members), row.interface, cells))
+    return Layout(
+        rows, plan.columns,
+        {c: (tasks[c] or {}).get("task", c) for c in plan.columns},
+        {c: next(iter((tasks[c] or {})["expand"])) for c in plan.columns if (tasks[c] or {}).get("expand")},
+        group_of, dict(rep.get("names") or {}), dict(rep.get("columns") or {}),
+        str(rep.get("title", "Results")), str(rep.get("split", "test")), cfg, planned,
+        dict(rep.get("splits") or {}), notes,
+    )  # fmt: skip
+
+
+def layout_from_runs(runs: dict[str, RunResult]) -> Layout:
+    """Rows inferred from the runs' own configs: sections by the number of upstreams."""
+    rows: dict[tuple, Row] = {}
+    columns: list[str] = []
+    column_task: dict[str, str] = {}
+    expanded: dict[str, str] = {}
+    group_of: dict[str, str] = {}
+    for key, r in runs.items():
+        models, iface, task = r.models, r.interface, r.task
+        if not models or not iface or not task:
+            continue
+        args = r.task_args
+        col = f"{task}_mono" if args.get("mode") == "mono" else task
+        by = "fold" if "fold" in args else "config" if "config" in args else "language"
+        if col != task or "fold" in args:
+            if by in args:
+                expanded.setdefault(col, by)
+                group_of[key] = str(args[by])
+        if col not in columns:
+            columns.append(col)
+            column_task[col] = task
+        n = len(models)
+        section = "Single model" if n == 1 else f"{n}-model fusion"
+        rk = (n, tuple(models), iface)
+        rows.setdefault(rk, Row("I", section, models, iface, {}))
+        rows[rk].cells.setdefault(col, []).append(key)
+    order = {i: k for k, i in enumerate(INTERFACE_LABEL)}
+    ordered = sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 9)))
+    return Layout([r for _, r in ordered], columns, column_task, expanded, group_of)
+
+
+def set_label(layout: Layout, members: Iterable[str]) -> str:
+    return " & ".join(layout.names.get(m, m) for m in members)
+
+
+def row_label(layout: Layout, row: Row) -> str:
+    """ "Whisper tiny.en & Whisper base · HConv"."""
+    return f"{set_label(layout, row.members)} · {INTERFACE_LABEL.get(row.interface, row.interface)}"
+
+
+def members_resolved(row: Row, runs: dict[str, RunResult]) -> list[str]:
+    """The row's upstream registry names (aliases resolved), from any of its runs."""
+    for keys in row.cells.values():
+        for k in keys:
+            if k in runs and runs[k].models:
+                return runs[k].models
+    return list(row.members)
+
+
+def metric_of(layout: Layout, col: str, runs: dict[str, RunResult]) -> tuple[str, str]:
+    """(metric, direction) of a column: from any run's record, else the task's default."""
+    for row in layout.rows:
+        for k in row.cells.get(col, []):
+            rec = runs[k].record(layout.split) if k in runs else None
+            if rec and "metric" in rec:
+                return str(rec["metric"]), str(rec.get("direction", "lower"))
+    return TASK_METRIC.get(layout.column_task.get(col, col), ("score", "lower"))
+
+
+def extra_splits(layout: Layout, runs: dict[str, RunResult]) -> list[str]:
+    """Scored splits besides the main one (e.g. test_unseen), in order of first appearance."""
+    seen: dict[str, None] = {}
+    for row in layout.rows:
+        for keys in row.cells.values():
+            for k in keys:
+                for s in runs[k].splits if k in runs else []:
+                    if s not in NOT_SCORED and s != layout.split:
+                        seen.setdefault(s, None)
+    return list(seen)
+
+
+def split_label(layout: Layout, split: str) -> str:
+    """`report.splits` of the config, else a built-in label ("unseen voices"), else the name."""
+    return layout.split_labels.get(split) or SPLIT_LABEL.get(split) or split.replace("_", " ")

@@ -1,0 +1,277 @@
+"""Run configuration: dataclasses, per-task defaults, a YAML file and `--set key=value` overrides.
+
+`resolve_config` is the one place that applies the precedence chain of a run's settings (the
+table in docs/CONFIG.md: dataclass defaults, the task's own defaults, `--config`, `--set`,
+explicit arguments). The resolved config is written to RUN_DIR/config.yaml and is what a
+resumed run is compared against.
+
+The `demo` defaults suit the built-in offline suite on 2 CPU cores (a few hundred steps, small
+heads); `recipe` holds the anchors' recipes (SUPERB / ML-SUPERB) for the paper config.
+
+`--set` keys are dotted (`train.lr=3e-4`, `interface_args.layer_norm=true`,
+`task_args.hidden=128`); a bare name of a `TrainSettings` field (`lr=3e-4`) means `train.<name>`.
+Values are parsed as YAML, then coerced to the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import UserError
+from pipeline.tasks import TASKS
+from pipeline.tasks.base import DEFAULTS_LAYERS
+
+
+class ConfigError(UserError, ValueError):
+    """A config that cannot be used; the message names the key or file and what to fix."""
+
+
+@dataclass
+class TrainSettings:
+    """How stage two trains: step-based, AdamW, dev evaluation every `eval_every` steps."""
+
+    steps: int = 200  # optimizer steps (SUPERB ER: 30k, ASR: 200k)
+    batch_size: int = 8  # utterances per micro-batch
+    accum: int = 1  # micro-batches per optimizer step (gradient accumulation)
+    lr: float = 1e-3  # AdamW; SUPERB uses 1e-4 over far more steps
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    warmup: int = 0  # linear warm-up steps, then constant
+    grad_clip: float = 1.0  # max gradient norm (s3prl clips at 1); 0 disables
+    eval_every: int = 50  # steps between dev evaluations (and last.pt checkpoints)
+    patience: int = 0  # early stop after this many evaluations without improvement; 0 = never
+    seed: int = 0  # torch, numpy, random and the loader's shuffle
+    num_workers: int = 0  # loader worker processes (spawned); 0 reads in the main process
+    device: str = "auto"  # auto = cuda if available, else cpu
+    threads: int = 0  # torch intra-op CPU threads; 0 = torch's default (1 helps on a busy machine)
+    tier: str = "auto"  # loader tier: auto | gpu | pinned | mmap (see pipeline.feed.loader)
+    features: str = "cache"  # cache: read stores | onthefly: run the upstream inside the step
+    whisper_mode: str = "pad30"  # on the fly only: how Whisper upstreams see short input
+
+
+@dataclass
+class RunConfig:
+    """Everything a run depends on. `out` (the run dir) is not part of a run's identity."""
+
+    interface: str = "ws"  # a name registered in pipeline.interfaces (ws, hconv, chconv, gumd)
+    models: list[str] = field(default_factory=list)  # upstream names, one store each
+    task: str = "er"  # a name registered in pipeline.tasks (er, asr, asr_en, ml_asr, sv)
+    defaults: str = "demo"  # the task's defaults to start from: demo | recipe | none
+    data: str = ""  # task data dir: train.jsonl, dev.jsonl, test.jsonl (+ trials.tsv)
+    cache: str = ""  # CACHE_DIR holding <upstream>.zarr
+    stores: list[str] = field(default_factory=list)  # explicit store paths (override cache)
+    out: str = ""  # RUN_DIR
+    train: TrainSettings = field(default_factory=TrainSettings)
+    interface_args: dict[str, Any] = field(default_factory=dict)  # kwargs for interfaces.build
+    task_args: dict[str, Any] = field(default_factory=dict)  # the task's cfg dict
+
+
+# Keys that may differ when a run resumes (they do not change what is computed).
+VOLATILE = ("out", "train.device", "train.num_workers", "train.tier", "train.threads")
+
+# Which of a task's own defaults a run starts from (pipeline.tasks: each Task class holds them):
+# `demo` is sized for the built-in suite on a CPU, `recipe` holds only what the anchor recipe
+# (SUPERB / ML-SUPERB) states, `none` applies neither. configs/paper.yaml sets `recipe`, so the
+# demo's shortcuts (small heads, MVN, no SpecAugment) never leak into the paper's runs.
+# The layers' names, DEFAULTS_LAYERS, are defined beside the Task class (pipeline/tasks/base.py).
+
+
+def task_defaults(task: str, layer: str) -> dict[str, dict[str, Any]]:
+    """{"train": {...}, "task_args": {...}} of `task` for the `layer` of defaults."""
+    if layer not in DEFAULTS_LAYERS:
+        raise ConfigError(f"defaults={layer!r}: choose one of {DEFAULTS_LAYERS}")
+    if layer == "none" or task not in TASKS:
+        return {}
+    return getattr(TASKS[task], layer)
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any], where: str = "config") -> RunConfig:
+    """Build a RunConfig from a nested dict, refusing unknown keys (naming `where`)."""
+    cfg = RunConfig()
+    apply_dict(cfg, d, where)
+    return cfg
+
+
+def apply_dict(cfg: RunConfig, d: dict[str, Any], where: str = "config") -> None:
+    """Overlay a nested dict (as in a YAML file) on `cfg`, in place."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(d).__name__}")
+    for key, value in d.items():
+        if key == "train":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: `train` must be a mapping")
+            for k, v in value.items():
+                set_key(cfg, f"train.{k}", v, where)
+        elif key in ("interface_args", "task_args"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: `{key}` must be a mapping")
+            getattr(cfg, key).update(value)
+        else:
+            set_key(cfg, key, value, where)
+
+
+def set_key(cfg: RunConfig, key: str, value: Any, where: str = "--set") -> None:
+    """Set one dotted key (`train.lr`, `task_args.hidden`, `models`, or a bare train field)."""
+    train_fields = {f.name: f for f in dataclasses.fields(TrainSettings)}
+    top_fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in train_fields and parts[0] not in top_fields:
+        parts = ["train", parts[0]]
+    head = parts[0]
+    if head in ("interface_args", "task_args") and len(parts) >= 2:
+        node = getattr(cfg, head)
+        for p in parts[1:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    elif head == "train" and len(parts) == 2 and parts[1] in train_fields:
+        setattr(cfg.train, parts[1], _coerce(value, train_fields[parts[1]], key, where))
+    elif (
+        len(parts) == 1
+        and head in top_fields
+        and head not in ("train", "interface_args", "task_args")
+    ):
+        setattr(cfg, head, _coerce(value, top_fields[head], key, where))
+    else:
+        raise ConfigError(
+            f"{where}: unknown key {key!r}. Valid: {sorted(set(top_fields) - {'train'})}, "
+            f"train.<{'|'.join(train_fields)}>, interface_args.<name>, task_args.<name>"
+        )
+
+
+def _coerce(value: Any, f: dataclasses.Field, key: str, where: str) -> Any:
+    kind = str(f.type)
+    try:
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)  # YAML 1.1 reads "1e-3" as a string
+        if kind == "str":
+            return str(value)
+        if kind.startswith("list"):
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            return [str(v) for v in value]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key}={value!r} is not a valid {kind}") from None
+    return value
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """`key=value` -> (key, YAML-parsed value)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.lr=3e-4")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML ({e})") from e
+    return key.strip(), value
+
+
+def resolve_config(
+    *,
+    interface: str | None = None,
+    models: str | list[str] | None = None,
+    task: str | None = None,
+    data: str | Path | None = None,
+    cache: str | Path | None = None,
+    out: str | Path | None = None,
+    config: str | Path | None = None,
+    sets: list[str] | None = None,
+    stores: list[str] | None = None,
+    device: str | None = None,
+) -> RunConfig:
+    """The resolved config of a run: the precedence chain of docs/CONFIG.md, applied here only."""
+    file_cfg: dict[str, Any] = {}
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            file_cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    parsed_sets = [parse_set(s) for s in (sets or [])]
+    # the task and the defaults layer decide which defaults apply, so find them first
+    task_name = task or dict(parsed_sets).get("task") or file_cfg.get("task") or RunConfig.task
+    layer = dict(parsed_sets).get("defaults") or file_cfg.get("defaults") or RunConfig.defaults
+    cfg = RunConfig(task=task_name, defaults=layer)
+    apply_dict(cfg, task_defaults(task_name, layer), f"{layer} defaults of task {task_name!r}")
+    if file_cfg:
+        apply_dict(cfg, file_cfg, str(config))
+    for key, value in parsed_sets:
+        set_key(cfg, key, value)
+    explicit = {
+        "interface": interface,
+        "models": models,
+        "task": task,
+        "data": data,
+        "cache": cache,
+        "out": out,
+    }
+    for key, value in explicit.items():
+        if value is not None:
+            set_key(cfg, key, str(value) if isinstance(value, Path) else value, "command line")
+    if stores:
+        cfg.stores = [str(s) for s in stores]
+    if device is not None:  # an explicit --device (auto included) beats a file or --set
+        cfg.train.device = device
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    t = cfg.train
+    if not cfg.models:
+        raise ConfigError("no upstream models: give --models a[,b,...] (store names in CACHE_DIR)")
+    if t.features not in ("cache", "onthefly"):
+        raise ConfigError(f"train.features={t.features!r}: use cache or onthefly")
+    for name in ("steps", "batch_size", "accum", "eval_every"):
+        if getattr(t, name) < (0 if name == "steps" else 1):
+            raise ConfigError(f"train.{name}={getattr(t, name)} is out of range")
+    if cfg.stores and len(cfg.stores) != len(cfg.models):
+        named = all("=" in s for s in cfg.stores)
+        if not named:
+            raise ConfigError(
+                f"{len(cfg.stores)} --store path(s) for {len(cfg.models)} model(s): give one per model, "
+                "in order, or as NAME=PATH"
+            )
+
+
+def identity(cfg: RunConfig) -> dict[str, Any]:
+    """The part of the config that defines what a run computes (compared on resume)."""
+    d = to_dict(cfg)
+    for key in VOLATILE:
+        node = d
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node.pop(last, None)
+    return d
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """The RunConfig a run directory holds (RUN_DIR/config.yaml, written by `save_config`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} does not exist: is this a run directory written by `pipeline train`?"
+        )
+    return from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path))
