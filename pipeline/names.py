@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ast
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -29,7 +29,10 @@ HELPERS = {
     "task": ("__init__", "base", "ctc", "metrics", "specaug"),
 }
 PACKAGES = {"interface": "interfaces", "task": "tasks"}
-_REGISTERED: dict[str, set[str]] = {"interface": set(), "task": set()}
+# the live registries (pipeline.interfaces.REGISTRY, pipeline.tasks.TASKS), once imported
+_TABLES: dict[str, Mapping[str, object]] = {}
+# Which of a task's defaults a run starts from: Task.demo, Task.recipe, or neither (`none`).
+DEFAULTS_LAYERS = ("demo", "recipe", "none")
 
 
 class UnknownName(UserError, ValueError):
@@ -37,9 +40,10 @@ class UnknownName(UserError, ValueError):
     closest known ones."""
 
 
-def note_registered(kind: str, name: str) -> None:
-    """Called by the registries' `register`: `name` is known in this process from now on."""
-    _REGISTERED[kind].add(name)
+def attach(kind: str, table: Mapping[str, object]) -> None:
+    """Called by a registry when it is imported: its names (registered in this process, from
+    a module file or a user's own code) are known from then on."""
+    _TABLES[kind] = table
 
 
 def module_path(kind: str, name: str) -> Path:
@@ -55,7 +59,7 @@ def module_names(kind: str) -> list[str]:
 
 def known(kind: str) -> list[str]:
     """Every name of `kind` ("interface" | "task"): module files and in-process registrations."""
-    return sorted(set(module_names(kind)) | _REGISTERED[kind])
+    return sorted(set(module_names(kind)) | set(_TABLES.get(kind, {})))
 
 
 def closest(name: str, choices: Iterable[str]) -> str:

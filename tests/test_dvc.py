@@ -29,41 +29,59 @@ from pipeline.plan import (
 ROOT = Path(__file__).resolve().parents[1]
 DVC = Path(sys.executable).with_name("dvc")
 
-# Stand-ins for the heavy code: the stage commands (pipeline/extract/from_plan.py, pipeline/train/from_plan.py)
-# call `pipeline.extract.engine.run` and `pipeline.train.loop.train` directly; `pipeline data synth` and
-# `pipeline report` go through `pipeline.cli.app`. The repo copy holds fakes of those three
-# modules and of `pipeline.store` (the working directory comes first on sys.path).
-FAKE_CLI = """
-import os
-import sys
-import time
+# Stand-ins for the heavy code. The stages (the real stages/ folder) call the real plan and the
+# real glue (pipeline/extract/from_plan.py, pipeline/train/from_plan.py, pipeline/train/config.py,
+# pipeline/store/usage.py, pipeline/grid/); the repo copy holds fakes of what those call:
+# `pipeline.extract.engine.run`, `pipeline.train.loop.train`, `pipeline.store`,
+# `pipeline.data.synth.synthesize`, `pipeline.report.write_report` (which runs the real report
+# from the checkout) and the analysis (the working directory comes first on sys.path). The real
+# interface and task modules are copied (their files are what the runs depend on) but never
+# imported: the registries' __init__ files are stand-ins that import no torch.
+FAKE_SYNTH = """
 from pathlib import Path
 
-def _opts(argv):
-    out, i = {}, 0
-    while i < len(argv):
-        if argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            out[argv[i][2:]] = argv[i + 1]; i += 2
-        else:
-            out[argv[i].lstrip("-")] = True; i += 1
-    return out
+def synthesize(out, preset="demo", seed=0):
+    for t in ("asr_en", "ml_asr", "sv", "er"):
+        Path(out, t).mkdir(parents=True, exist_ok=True)
+        Path(out, t, "train.jsonl").write_text(preset)
+    return Path(out)
+"""
+FAKE_REPORT = """
+import os
+import subprocess
+import sys
 
-def app(argv=None, prog_name=None, standalone_mode=True):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cmd, rest = (argv[0], argv[1:]) if argv[0] != "data" else ("data " + argv[1], argv[2:])
-    o = _opts(rest)
-    if cmd == "data synth":
-        for t in ("asr_en", "ml_asr", "sv", "er"):
-            Path(o["out"], t).mkdir(parents=True, exist_ok=True)
-            Path(o["out"], t, "train.jsonl").write_text(o["preset"])
-    elif cmd == "report":  # the real report needs the real library: run it from the repo
-        import subprocess
-        code = "import sys; from pipeline.report import write_report; write_report(*sys.argv[1:4], importance=False)"
-        subprocess.run([sys.executable, "-P", "-c", code, o["runs"], o["out"], o.get("config") or ""],
-                       check=True, env={**os.environ, "PYTHONPATH": "@ROOT@"})
-    else:
-        raise SystemExit(f"fake pipeline: unknown command {argv}")
-    return 0
+# the real report, run from the checkout; an interface module only the repo copy has (a test's
+# new one) is registered from its file first, as a user's own code would register it
+CODE = '''
+import importlib.util, sys
+from pathlib import Path
+import pipeline
+from pipeline.report import write_report
+for f in sorted(Path("pipeline/interfaces").glob("*.py")):
+    if not (Path(pipeline.__file__).parent / "interfaces" / f.name).exists():
+        spec = importlib.util.spec_from_file_location(f"pipeline.interfaces.{f.stem}", f)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+write_report(*sys.argv[1:4], importance=False)
+'''
+
+def write_report(runs, out, config=None, importance=True):
+    code = CODE
+    subprocess.run([sys.executable, "-P", "-c", code, str(runs), str(out), str(config or "")],
+                   check=True, env={**os.environ, "PYTHONPATH": "@ROOT@"})
+    return {}
+"""
+FAKE_ANALYSIS = """
+import json
+from pathlib import Path
+
+OUT = "results/analysis"
+
+def analyze(params_path="params.yaml", out=OUT):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "analysis.json").write_text(json.dumps({"probes": [], "similarity": None}))
+    return out / "analysis.json"
 """
 FAKE_EXTRACT = """
 import json, shutil
@@ -179,22 +197,26 @@ FAKE_LIBS = {
     "pipeline/encoding.py": "def check_encoding(e):\n    return e\n",
     "pipeline/layers.py": "def parse_layers(spec, n):\n    return list(range(n))\n",
     "pipeline/data/manifest.py": "def read_manifests(path):\n    return []\n",
-    # the registries the plan checks names against (the real ones import torch)
-    "pipeline/interfaces/__init__.py": "REGISTRY = dict.fromkeys(['ws', 'hconv', 'chconv', 'gumd'])\n",
+    # the registries (the real ones import torch); the module files beside them are real copies
+    "pipeline/interfaces/__init__.py": "",
     "pipeline/tasks/__init__.py": "class _Task:\n    demo = {}\n    recipe = {}\n\n"
-    "TASKS = dict.fromkeys(['asr', 'asr_en', 'ml_asr', 'sv', 'er'], _Task)\n",
-    "pipeline/tasks/base.py": "DEFAULTS_LAYERS = ('demo', 'recipe', 'none')\n",
+    "def task_class(name, where=''):\n    return _Task\n",
     "pipeline/device.py": "def resolve_device(name):\n    return 'cpu'\n",
-    # the analyze stage's stand-in (the real one reads real stores: tests/test_dvc_analyze.py)
-    "pipeline/analysis/suite.py": "import json, sys\nfrom pathlib import Path\n"
-    "out = Path(sys.argv[sys.argv.index('--out') + 1])\nout.mkdir(parents=True, exist_ok=True)\n"
-    "(out / 'analysis.json').write_text(json.dumps({'probes': [], 'similarity': None}))\n",
+    "pipeline/data/synth.py": FAKE_SYNTH,
+    "pipeline/report/__init__.py": FAKE_REPORT.replace("@ROOT@", str(ROOT)),
+    "pipeline/analysis/suite.py": FAKE_ANALYSIS,
+    "pipeline/extract/engine.py": FAKE_EXTRACT,
+    "pipeline/train/loop.py": FAKE_TRAIN,
+    "pipeline/store/__init__.py": FAKE_STORE,
     # packing needs the real trainer; the fake runs train one at a time
     "pipeline/train/pack.py": "def pack_groups(cfgs):\n    return [[c] for c in cfgs]\n\n"
     "def train_packed(cfgs, progress=False, force=False):\n    raise NotImplementedError\n",
 }
-REAL_STAGES = ("__init__.py", "config.py", "dvc_stage.py", "dvc_extract.py", "dvc_train.py",
-               "store_lock.py", "grid_worker.py")  # fmt: skip
+# the real code the fake repo runs: the stage files, the plan, the glue and the name table
+REAL = ("stages", "pipeline/__init__.py", "pipeline/errors.py", "pipeline/names.py", "pipeline/plan",
+        "pipeline/extract/from_plan.py", "pipeline/train/__init__.py", "pipeline/train/config.py",
+        "pipeline/train/from_plan.py", "pipeline/store/usage.py", "pipeline/grid",
+        "pipeline/interfaces", "pipeline/tasks")  # fmt: skip
 
 
 def _dep_paths() -> set[str]:
@@ -216,19 +238,13 @@ def _repo(tmp: Path, params_text: str) -> Path:
     shutil.copytree(
         ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local")
     )
-    pkg, stages = repo / "pipeline", repo / "pipeline" / "stages"
-    stages.mkdir(parents=True)
-    for name in REAL_STAGES:
-        shutil.copy(ROOT / "pipeline" / "stages" / name, stages / name)
-    shutil.copytree(ROOT / "pipeline" / "stages" / "plan", stages / "plan",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    (stages / "extract.py").write_text(FAKE_EXTRACT)
-    (stages / "train.py").write_text(FAKE_TRAIN)
-    (pkg / "cli").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "cli" / "__init__.py").write_text(FAKE_CLI.replace("@ROOT@", str(ROOT)))
-    (pkg / "store").mkdir()
-    (pkg / "store" / "__init__.py").write_text(FAKE_STORE)
+    for name in REAL:
+        src, dst = ROOT / name, repo / name
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
     for name, text in FAKE_LIBS.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
@@ -243,13 +259,6 @@ def _repo(tmp: Path, params_text: str) -> Path:
             path.mkdir(parents=True, exist_ok=True)
             (path / "__init__.py").write_text("")
     (repo / "params.yaml").write_text(params_text)
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir()
-    exe = bin_dir / "pipeline"
-    exe.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, '.')\nfrom pipeline.cli import app\nsys.exit(app())\n"
-    )
-    exe.chmod(0o755)
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "init")
@@ -258,7 +267,7 @@ def _repo(tmp: Path, params_text: str) -> Path:
 
 def _env(repo: Path) -> dict:
     env = dict(os.environ)
-    env["PATH"] = f"{repo.parent / 'bin'}:{Path(sys.executable).parent}:{env['PATH']}"
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     env.pop("PYTHONPATH", None)
     return env
 
@@ -312,11 +321,11 @@ def test_default_params_resolve_and_dry_run(tmp_path):
     out = dvc(repo, "repro", "--dry")
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
     assert len(cmds) == 1 + 12 + 132 + 1 + 1
-    analyze = "> python -m pipeline.analysis.suite --params params.yaml --out results/analysis"
-    assert cmds.index(analyze) < cmds.index("> pipeline report --runs runs --out results --config params.yaml")  # fmt: skip
-    assert "> pipeline data synth --out data/demo --preset demo --seed 0" in cmds
-    assert "> python -m pipeline.train.from_plan whisper_base+moonshine_base_en-hconv-er-s2" in cmds
-    assert cmds[-1] == "> pipeline report --runs runs --out results --config params.yaml"
+    analyze = "> python -m stages.analyze --params params.yaml --out results/analysis"
+    assert cmds.index(analyze) < cmds.index("> python -m stages.report")
+    assert "> python -m stages.synth demo" in cmds
+    assert "> python -m stages.train whisper_base+moonshine_base_en-hconv-er-s2" in cmds
+    assert cmds[-1] == "> python -m stages.report"
 
 
 def test_paper_config_resolves(tmp_path):
@@ -431,16 +440,13 @@ def test_paper_dry_run_of_one_run(tmp_path):
     out = dvc(repo, "repro", "--dry", "train@whisper_small+wavlm_base_plus-chconv-er-fold3")
     cmds = [ln for ln in out.splitlines() if ln.startswith("> ")]
     # the run's chain, in order: its corpus imported, its two stores extracted, then the run
-    imp = "> pipeline data import iemocap /corpora/IEMOCAP_full_release --out data/paper/iemocap"
+    imp = "> python -m stages.ingest iemocap"
     assert [c.rstrip() for c in cmds[:1]] == [imp], cmds
     assert sorted(cmds[1:-1]) == [
-        f"> python -m pipeline.extract.from_plan iemocap_fold1-{m}"
+        f"> python -m stages.extract iemocap_fold1-{m}"
         for m in ("wavlm_base_plus", "whisper_small")
     ], cmds
-    assert (
-        cmds[-1]
-        == "> python -m pipeline.train.from_plan whisper_small+wavlm_base_plus-chconv-er-fold3"
-    )
+    assert cmds[-1] == "> python -m stages.train whisper_small+wavlm_base_plus-chconv-er-fold3"
 
 
 def _module_file(name: str) -> Path | None:
@@ -535,8 +541,8 @@ def test_every_stage_depends_on_the_code_it_runs():
 def test_the_closure_sees_what_a_stage_imports(tmp_path):
     """The check above can fail: the trainer's closure holds the loader and the feed, the
     extraction's does not (so editing the trainer reruns no extraction)."""
-    train = import_closure(["pipeline.train.from_plan"])
-    extract = import_closure(["pipeline.extract.from_plan"])
+    train = import_closure(["stages.train"])
+    extract = import_closure(["stages.extract"])
     assert {
         "pipeline/feed/loader.py",
         "pipeline/feed/tiers.py",
@@ -648,3 +654,88 @@ def test_queued_sweep_shares_the_stores(tmp_path):
     for task in ("er", "sv"):  # the fake extraction logs every build of a store
         builds = (tmp_path / "shared" / "t" / task / "builds.log").read_text().split()
         assert sorted(builds) == ["whisper_base.zarr", "whisper_tiny_en.zarr"]
+
+
+def _stale(repo: Path) -> list[str]:
+    """The stages `dvc status` reports as changed."""
+    return sorted(json.loads(dvc(repo, "status", "--json")))
+
+
+def test_an_edit_makes_stale_only_the_stages_that_run_that_code(tmp_path):
+    """Item by item: an edit of one interface's or one task's module reruns only the runs that
+    use it; a new interface module, or any edit of stage two, reruns no extraction."""
+    cfg = _small_experiment()
+    cfg["tasks"] = {"asr_en": {"task": "asr_en"}, **cfg["tasks"]}
+    repo = _repo(tmp_path, _params_text(cfg))
+    dvc(repo, "repro")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "ran")
+    assert _stale(repo) == []
+    runs = make_plan(cfg).runs
+
+    def train(pred) -> list[str]:
+        return sorted(f"train@{k}" for k, r in runs.items() if pred(r))
+
+    def after(path: str, edit) -> list[str]:
+        f = repo / path
+        old = f.read_text() if f.exists() else None
+        f.write_text(edit(old))
+        try:
+            return _stale(repo)
+        finally:
+            _git(repo, "checkout", "-q", "--", ".")
+            _git(repo, "clean", "-qfd", "pipeline")
+
+    hconv = after("pipeline/interfaces/hconv.py", lambda t: t + "\nEXTRA = 1\n")
+    assert hconv == train(lambda r: r.interface == "hconv")
+    doc = after("pipeline/interfaces/gumd.py", lambda t: t.replace('"""', '"""Edited. ', 1))
+    assert doc == train(lambda r: r.interface == "gumd")
+    asr = after("pipeline/tasks/asr.py", lambda t: t + "\nEXTRA = 1\n")
+    # the ASR runs, and the analyze stage, whose probes can run every task's head and scoring
+    assert asr == sorted(train(lambda r: r.task == "asr_en") + ["analyze"])
+    new = after("pipeline/interfaces/mean.py", lambda _: '"""A new interface."""\n')
+    assert new == []
+    for path in ("pipeline/train/loop.py", "pipeline/feed/loader.py", "pipeline/train/config.py"):
+        stale = after(path, lambda t: (t or "") + "\nEXTRA = 1\n")
+        assert stale and not [s for s in stale if s.startswith(("extract@", "synth@"))], (
+            path,
+            stale,
+        )
+
+
+MEAN_INTERFACE = '''"""mean: the plain average of every state of the first upstream (a test's new interface)."""
+
+from pipeline.interfaces import register
+from pipeline.interfaces.base import Interface
+
+
+@register
+class Mean(Interface):
+    name = "mean"
+    label = "Mean"
+'''
+
+
+def test_a_new_interface_module_is_planned_and_trained_through_dvc(tmp_path):
+    """Adding an interface is its module (one `@register` line in it): `python -m pipeline.plan
+    write` plans its runs and gives it its params entry, and `dvc repro` trains exactly those
+    runs (and the report), with no other stage rerun."""
+    cfg = _small_experiment()
+    repo = _repo(tmp_path, _params_text(cfg))
+    dvc(repo, "repro")
+    (repo / "pipeline/interfaces/mean.py").write_text(MEAN_INTERFACE)
+    cfg["table"][0]["interfaces"].append("mean")
+    cfg["interfaces"].pop("mean", None)
+    (repo / "params.yaml").write_text(_params_text(cfg, generated={}))
+    env = _env(repo)
+    subprocess.run([sys.executable, "-m", "pipeline.plan", "write", "params.yaml"], cwd=repo,
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    written = yaml.safe_load((repo / "params.yaml").read_text())
+    assert written["interfaces"]["mean"] == {}
+    assert written["runs"]["whisper_base-mean-sv"]["code"][:3] == [
+        "pipeline/interfaces/align.py", "pipeline/interfaces/base.py", "pipeline/interfaces/mean.py",
+    ]  # fmt: skip
+    ran = _ran(dvc(repo, "repro"))
+    assert ran == ["report", "train@whisper_base-mean-er", "train@whisper_base-mean-sv"], ran
+    run_cfg = json.loads((repo / "runs/whisper_base-mean-sv/config.yaml").read_text())
+    assert run_cfg["interface"] == "mean"

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.interfaces import REGISTRY, build, count_parameters
+from pipeline import names
+from pipeline.interfaces import REGISTRY, build, count_parameters, interface_class
 from pipeline.interfaces.gumd import temperature
 
 
@@ -57,7 +58,7 @@ def test_layer_norm_option_is_parameter_free_and_scale_invariant(name):
 def test_every_interface_single_upstream_shapes_and_padding():
     x = torch.randn(3, 5, 9, 384)
     n = torch.tensor([9, 6, 2])
-    for name in REGISTRY:
+    for name in names.known("interface"):
         itf = build(name, [(5, 384)])
         out, m = itf([x], [n])
         assert out.shape == (3, 9, itf.out_dim) and m.tolist() == [9, 6, 2], name
@@ -158,7 +159,9 @@ def test_chconv_projects_back_and_is_larger_than_hconv():
 
 
 def test_registry_errors_are_clear():
-    with pytest.raises(ValueError, match="unknown interface 'conv'"):
+    with pytest.raises(
+        ValueError, match="unknown interface `conv`; did you mean `hconv` or `chconv`"
+    ):
         build("conv", [(13, 768)])
     with pytest.raises(ValueError, match="one .L, D. shape"):
         build("ws", [])
@@ -174,3 +177,11 @@ def test_layer_subsets_still_build():
         itf = build("hconv", [(L, 768)])
         out, _ = itf([torch.randn(1, L, 3, 768)], [torch.tensor([3])])
         assert out.shape == (1, 3, itf.out_dim)
+
+
+def test_each_interface_module_registers_its_own_name():
+    """pipeline/interfaces/NAME.py defines the interface NAME: the name table (read from the
+    files, nothing imported) and the registry (filled when a module is imported) agree."""
+    assert names.module_names("interface") == ["chconv", "gumd", "hconv", "ws"]
+    for name in names.module_names("interface"):
+        assert interface_class(name).name == name and REGISTRY[name].name == name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -252,7 +253,7 @@ def test_seed_defaults_and_conflicts():
 
 
 def test_paper_runs_start_from_the_recipes_never_the_demo_defaults():
-    from pipeline.tasks import TASKS
+    from pipeline.tasks import task_class
     from pipeline.train.from_plan import run_config
 
     cfg = load_experiment(ROOT / "configs" / "paper.yaml")
@@ -264,9 +265,9 @@ def test_paper_runs_start_from_the_recipes_never_the_demo_defaults():
         seen.add(run.task)
         rc = run_config(cfg, run)
         assert rc.defaults == "recipe", run.key
-        demo = TASKS[run.task].demo
+        demo = task_class(run.task).demo
         for k, v in (demo.get("task_args") or {}).items():
-            recipe = TASKS[run.task].recipe.get("task_args") or {}
+            recipe = task_class(run.task).recipe.get("task_args") or {}
             if k not in recipe:  # a demo-only setting never appears unless the config states it
                 col = cfg.tasks[run.column].args
                 assert k in col or rc.task_args.get(k) != v or k in run.settings, (run.key, k)
@@ -346,3 +347,26 @@ def test_analysis_is_free_form_and_passed_through(tmp_path):
     paper = load_experiment(ROOT / "configs" / "paper.yaml")
     assert paper.defaults == "recipe" and paper.tasks["er"].store_dir == "iemocap/fold1"
     assert paper.aliases["whspr"] == {"default": "whisper_small", "asr_en": "whisper_small_en"}
+
+
+def test_the_plan_and_the_name_table_import_no_torch():
+    """The plan checks names against pipeline/names.py, which lists the interface and task
+    module files: so no stage depends on a module it does not run (and planning is quick)."""
+    code = (
+        "import sys; from pipeline.plan import load_experiment, make_plan; "
+        "make_plan(load_experiment('configs/default.yaml')); "
+        "assert 'torch' not in sys.modules and 'pipeline.interfaces' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith(('torch', 'pipeline')))"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_unknown_names_in_the_experiment_name_the_closest(tmp_path):
+    raw = read_experiment_mapping(ROOT / "configs" / "default.yaml")
+    raw["table"][0]["interfaces"] = ["ws", "hconvv"]
+    with pytest.raises(PlanError, match="unknown interface `hconvv`; did you mean `hconv`"):
+        parse_experiment(raw, "params.yaml")
+    raw = read_experiment_mapping(ROOT / "configs" / "default.yaml")
+    raw["tasks"]["sv"]["task"] = "svv"
+    with pytest.raises(PlanError, match=r"tasks\.sv\.task.*unknown task `svv`; did you mean `sv`"):
+        parse_experiment(raw, "params.yaml")

@@ -1,7 +1,7 @@
 """Help texts that list the names users type, filled from the registries when help is shown.
 
-An option's help may hold `{interfaces}` (pipeline.interfaces.REGISTRY), `{tasks}`
-(pipeline.tasks.TASKS), `{upstreams}` (pipeline.upstreams.registry.REGISTRY) or
+An option's help may hold `{interfaces}`, `{tasks}` (pipeline/names.py: the module files and
+what was registered in this process), `{upstreams}` (pipeline.upstreams.registry.REGISTRY) or
 `{probe_tasks}` (the tasks pipeline.analysis.probe can probe); a command made with
 `cls=RegistryHelp` fills them in when its `--help` renders, so a new registration shows up
 without editing the CLI. The registries are imported then, not when this module loads: they
@@ -19,14 +19,13 @@ from typer.core import TyperCommand
 
 def registered_names() -> dict[str, str]:
     """{placeholder: "name, name, ..."} for every registry a help text may list."""
+    from pipeline import names
     from pipeline.analysis.probe import CLASSIFIER_TASKS, CTC_TASKS
-    from pipeline.interfaces import REGISTRY as INTERFACES
-    from pipeline.tasks import TASKS
     from pipeline.upstreams.registry import REGISTRY as UPSTREAMS
 
     return {
-        "interfaces": ", ".join(INTERFACES),
-        "tasks": ", ".join(TASKS),
+        "interfaces": ", ".join(names.known("interface")),
+        "tasks": ", ".join(names.known("task")),
         "upstreams": ", ".join(UPSTREAMS),
         "probe_tasks": ", ".join(CLASSIFIER_TASKS + CTC_TASKS),
     }

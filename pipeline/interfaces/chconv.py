@@ -15,11 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline.interfaces import register
 from pipeline.interfaces.align import align_states
 from pipeline.interfaces.base import Interface, normalize_layers, zero_padding
 from pipeline.interfaces.hconv import HConvStack
 
 
+@register
 class CHConv(Interface):
     """Concatenated HConv with a dense projection to `out_dim`."""
 

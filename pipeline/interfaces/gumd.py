@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.interfaces import register
 from pipeline.interfaces.base import Interface, normalize_layers
 
 
@@ -45,6 +46,7 @@ def temperature(
     return max(turn * math.pow(floor / turn, s / max(exp_steps, 1)), floor)
 
 
+@register
 class GumbelSelect(Interface):
     """Per-dimension layer selection per upstream; concat + Linear when there are several."""
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.interfaces import register
 from pipeline.interfaces.align import align_states
 from pipeline.interfaces.base import Interface, normalize_layers, zero_padding
 
@@ -87,6 +88,7 @@ class HConvStack(nn.Module):
         return np.sqrt(acc)
 
 
+@register
 class HConv(Interface):
     """HConv over one upstream, or over the sum of N aligned upstreams (see the module doc)."""
 

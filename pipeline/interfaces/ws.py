@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline.interfaces import register
 from pipeline.interfaces.base import Interface, normalize_layers
 
 
+@register
 class WeightedSum(Interface):
     """Weighted sum of layers, per upstream; concat + Linear when there are several.
 

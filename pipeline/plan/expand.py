@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline import names
 from pipeline.plan.experiment import Experiment, parse_experiment
 from pipeline.plan.model import (
+    CODE_SLOTS,
     STORE_SLOTS,
     Plan,
     PlanError,
@@ -105,6 +107,7 @@ def _cell(exp: Experiment, col: str, members: list[str], iface: str, where: str,
     models = [resolve(m, col, spec.task, exp.aliases, exp.upstreams, where) for m in members]
     if len(set(models)) != len(models):
         raise PlanError(f"{where}: set {members} resolves to {models} for `{col}`: an upstream twice")  # fmt: skip
+    code = run_code(iface, spec.task, where)
     keys = []
     for group, ex in spec.expansions():
         dataset, store_data = spec.data_dir.format(**ex), spec.store_dir.format(**ex)
@@ -116,7 +119,20 @@ def _cell(exp: Experiment, col: str, members: list[str], iface: str, where: str,
             if key not in runs:
                 runs[key] = Run(key, models, iface, col, spec.task, f"{exp.paths.data_root}/{exp.data.suite}/{dataset}",
                                 f"{exp.paths.cache_root}/{exp.data.suite}/{store_data}",
-                                stamps + [stamps[0]] * (STORE_SLOTS - len(stamps)),
+                                stamps + [stamps[0]] * (STORE_SLOTS - len(stamps)), code,
                                 {**spec.set, **ex}, group, seed)  # fmt: skip
             keys.append(key)
     return keys
+
+
+def run_code(interface: str, task: str, where: str) -> list[str]:
+    """The files of pipeline/interfaces/ and pipeline/tasks/ a run of `interface` and `task`
+    runs, padded to CODE_SLOTS by repeating the first (its train stage's code dependencies)."""
+    files = names.code_files("interface", interface) + names.code_files("task", task)
+    if len(files) > CODE_SLOTS:
+        raise PlanError(
+            f"{where}: interface `{interface}` with task `{task}` runs {len(files)} files of "
+            f"pipeline/interfaces and pipeline/tasks; dvc.yaml's train stage has {CODE_SLOTS} "
+            "code slots (raise CODE_SLOTS in pipeline/plan/model.py and add slots to dvc.yaml)"
+        )
+    return files + [files[0]] * (CODE_SLOTS - len(files))

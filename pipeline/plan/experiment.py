@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.interfaces import REGISTRY as INTERFACE_REGISTRY
+from pipeline import names
+from pipeline.names import DEFAULTS_LAYERS
 from pipeline.plan.model import GENERATED, PlanError
-from pipeline.tasks import TASKS
-from pipeline.tasks.base import DEFAULTS_LAYERS
 
 
 @dataclass(frozen=True)
@@ -274,8 +273,8 @@ def _column(r: _Reader, name: str, v: Any) -> Column:
     where = f"tasks.{name}"
     c = r.mapping(v, where, _COLUMN)
     task = str(r.string(c.get("task", name), f"{where}.task"))
-    if task not in TASKS:  # the names registered in pipeline.tasks
-        raise r.fail(f"{where}.task", f"unknown task `{task}`; choose from {sorted(TASKS)}")
+    if task not in names.known("task"):  # pipeline/tasks/<name>.py (pipeline/names.py)
+        raise r.fail(f"{where}.task", f"unknown task `{task}`; {names.closest(task, names.known('task'))}")  # fmt: skip
     expand = r.mapping(c.get("expand"), f"{where}.expand")
     if len(expand) > 1:
         raise r.fail(f"{where}.expand", f"takes one key (a language list or a fold list), got {sorted(expand)}")  # fmt: skip
@@ -305,8 +304,8 @@ def _section(r: _Reader, i: int, v: Any, tasks: dict[str, Column]) -> Section:
     sets = [[m] if isinstance(m, str) else r.names(m, f"{where}.sets[{j}]") for j, m in enumerate(sets)]  # fmt: skip
     interfaces = r.names(s["interfaces"], f"{where}.interfaces")
     for name in interfaces:
-        if name not in INTERFACE_REGISTRY:  # the names registered in pipeline.interfaces
-            raise r.fail(f"{where}.interfaces", f"unknown interface `{name}`; choose from {sorted(INTERFACE_REGISTRY)}")  # fmt: skip
+        if name not in names.known("interface"):  # pipeline/interfaces/<name>.py
+            raise r.fail(f"{where}.interfaces", f"unknown interface `{name}`; {names.closest(name, names.known('interface'))}")  # fmt: skip
     cols = None if s.get("tasks") is None else r.names(s["tasks"], f"{where}.tasks")
     for c in cols or []:
         if c not in tasks:

@@ -66,13 +66,37 @@ def render(config_path: str | Path) -> str:
     raw = _yaml(path, head) or {}
     if "base" in raw or any(k in raw for k in GENERATED):  # merged, or MARKER lost: plain YAML
         head = f"# {path} as read by pipeline/plan\n" + yaml.safe_dump(cfg, sort_keys=False) + "\n"
-    gen = make_plan(exp).generated()
+    plan = make_plan(exp)
+    unset = sorted({r.interface for r in plan.rows} - set(exp.interfaces))
+    if unset:  # dvc.yaml's train stage declares `interfaces.<name>` a parameter: it must exist
+        head = _with_interfaces(head, unset, cfg)
+    gen = plan.generated()
     return (
         head
         + MARKER
         + "\n"
         + yaml.safe_dump(gen, sort_keys=False, default_flow_style=None, width=120)
     )
+
+
+def _with_interfaces(head: str, names: list[str], cfg: dict[str, Any]) -> str:
+    """`head` (an experiment's YAML text) with an empty `interfaces.<name>` entry for each of
+    `names`: the table uses them and sets nothing for them (their classes' defaults apply)."""
+    lines = head.rstrip("\n").split("\n")
+    note = "  # no settings: added by `python -m pipeline.plan write`"
+    at = [i for i, ln in enumerate(lines) if ln.split("#")[0].rstrip() == "interfaces:"]
+    if at:
+        lines[at[0] + 1 : at[0] + 1] = [f"  {n}: {{}}{note}" for n in names]
+    elif not any(ln.startswith("interfaces:") for ln in lines):
+        lines += ["", "interfaces:"] + [f"  {n}: {{}}{note}" for n in names]
+    else:  # a flow-style mapping: write the experiment as plain YAML
+        cfg = {**cfg, "interfaces": {**(cfg.get("interfaces") or {}), **{n: {} for n in names}}}
+        return (
+            "# the experiment as read by pipeline/plan\n"
+            + yaml.safe_dump(cfg, sort_keys=False)
+            + "\n"
+        )
+    return "\n".join(lines) + "\n\n"
 
 
 def check(params_path: str | Path = "params.yaml") -> None:

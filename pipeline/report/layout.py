@@ -9,18 +9,50 @@ whatever their directory names. Without a config, rows are inferred from the run
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from pipeline.interfaces import REGISTRY, interface_label
+from pipeline.interfaces import interface_label
+from pipeline.names import UnknownName
 from pipeline.plan import Row, make_plan
 from pipeline.report.runs import RunResult
-from pipeline.tasks import METRIC_LABELS, TASKS
+from pipeline.tasks import METRIC_LABELS, task_class
 
 # Names, metrics and labels come from the registries beside the code (defined once there).
-TASK_METRIC = {name: (cls.metric, cls.direction) for name, cls in TASKS.items()}
 METRIC_LABEL = METRIC_LABELS
-INTERFACE_LABEL = {name: interface_label(name) for name in REGISTRY}  # in registration order
+# The paper's interfaces, in its order: the order of a table's rows and what the findings compare.
+PAPER_INTERFACES = ("ws", "hconv", "chconv", "gumd")
+
+
+class _InterfaceLabels(Mapping[str, str]):
+    """name -> printed label (`HConv`), looked up when asked: only the interfaces a report shows
+    are imported. Iterates over the paper's interfaces."""
+
+    def __getitem__(self, name: str) -> str:
+        return interface_label(name)
+
+    def get(self, name: str, default: object = None) -> str:  # type: ignore[override]
+        return interface_label(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PAPER_INTERFACES)
+
+    def __len__(self) -> int:
+        return len(PAPER_INTERFACES)
+
+
+INTERFACE_LABEL = _InterfaceLabels()
+
+
+def task_metric(task: str) -> tuple[str, str]:
+    """(metric, direction) the task `task` reports; ("score", "lower") for an unknown name."""
+    try:
+        cls = task_class(task)
+    except UnknownName:
+        return "score", "lower"
+    return cls.metric, cls.direction
+
+
 ARROW = {"lower": "↓", "higher": "↑"}
 SPLIT_LABEL = {"test_unseen": "unseen voices"}
 NOT_SCORED = ("train", "dev")  # splits that never get a table column
@@ -174,7 +206,7 @@ def metric_of(layout: Layout, col: str, runs: dict[str, RunResult]) -> tuple[str
             rec = runs[k].record(layout.split) if k in runs else None
             if rec and "metric" in rec:
                 return str(rec["metric"]), str(rec.get("direction", "lower"))
-    return TASK_METRIC.get(layout.column_task.get(col, col), ("score", "lower"))
+    return task_metric(layout.column_task.get(col, col))
 
 
 def extra_splits(layout: Layout, runs: dict[str, RunResult]) -> list[str]:

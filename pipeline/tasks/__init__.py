@@ -1,19 +1,23 @@
-"""Task registry: the names users type (`--task`) mapped to Task classes, defined once here.
+"""Task registry: the names users type (`--task`) mapped to Task classes.
 
 Each Task class carries its own name, metric, direction and defaults (`demo`, `recipe`); the
-plan, the trainer, the report and the CLI all read them from here. Adding a task is one module
-with a `Task` subclass and one `register(...)` line below (or a call from your own code).
+trainer, the report and the CLI read them from here. Adding a task is one module
+`pipeline/tasks/NAME.py` with a `Task` subclass and one `register(...)` line in it; another
+name for an existing task is a module that registers it again under that name (asr_en.py).
+As for interfaces, the plan and `--help` find the names by their files (pipeline/names.py), and
+this registry imports the module of the name asked for and no other, so a run depends on its
+own task's code only.
 """
 
 from __future__ import annotations
 
-from pipeline.tasks.asr import ASR
+import importlib
+
+from pipeline import names
 from pipeline.tasks.base import Task, metrics_record
-from pipeline.tasks.er import EmotionRecognition
-from pipeline.tasks.ml_asr import MultilingualASR
-from pipeline.tasks.sv import SpeakerVerification
 
 TASKS: dict[str, type[Task]] = {}
+names.attach("task", TASKS)
 METRIC_LABELS = {"wer": "WER", "cer": "CER", "eer": "EER", "accuracy": "Acc"}
 
 
@@ -26,20 +30,22 @@ def register(cls: type[Task], *aliases: str) -> type[Task]:
     return cls
 
 
-register(EmotionRecognition)
-register(ASR, "asr_en")  # asr_en: the English (LibriSpeech) column of the table
-register(MultilingualASR)
-register(SpeakerVerification)
-
-
-def task_class(name: str) -> type[Task]:
+def task_class(name: str, where: str = "") -> type[Task]:
+    """The class registered as `name`, importing pipeline/tasks/NAME.py if need be."""
+    if name not in TASKS and name in names.module_names("task"):
+        importlib.import_module(f"pipeline.tasks.{name}")
+        if name not in TASKS:
+            raise names.UnknownName(
+                f"{names.module_path('task', name)} registers no task `{name}`: call "
+                f"register(YourTask{', ' + repr(name) if name else ''}) in it"
+            )
     if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+        raise names.unknown("task", name, names.known("task"), where)
     return TASKS[name]
 
 
 def task_names() -> list[str]:
-    return sorted(TASKS)
+    return names.known("task")
 
 
 def build_task(name: str, cfg: dict, train_utts: list) -> Task:

@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.data.manifest import Utterance
 from pipeline.masks import frame_mask
+from pipeline.tasks import register
 from pipeline.tasks.base import Task, metrics_record
 from pipeline.tasks.metrics import cer, normalize_en, wer
 from pipeline.tasks.specaug import SpecAugment, SpecAugmentConfig
@@ -195,6 +196,7 @@ class CTCTask(Task):
         return [self.decode(ids) for ids in greedy_ctc(log_probs, out_lengths)]
 
 
+@register
 class ASR(CTCTask):
     """SUPERB ASR (LibriSpeech-style English): characters, CTC, greedy decoding, WER.
 

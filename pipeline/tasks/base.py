@@ -23,9 +23,6 @@ from torch import nn
 
 from pipeline.data.manifest import Utterance
 
-# Which of a task's defaults a run starts from: Task.demo, Task.recipe, or neither (`none`).
-DEFAULTS_LAYERS = ("demo", "recipe", "none")
-
 
 class Task:
     """Base class. Subclasses set `name`, `metric` and `direction` and implement the methods."""

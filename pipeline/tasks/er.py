@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from pipeline.data.manifest import Utterance
 from pipeline.masks import frame_mask
+from pipeline.tasks import register
 from pipeline.tasks.base import Task, metrics_record
 
 # The canonical class order; labels outside it (other corpora) follow, sorted.
@@ -41,6 +42,7 @@ class MeanPoolHead(nn.Module):
         return self.out(pooled)  # (B, C)
 
 
+@register
 class EmotionRecognition(Task):
     """Utterance-level classification of `Utterance.emotion`.
 

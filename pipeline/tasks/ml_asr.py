@@ -27,6 +27,7 @@ from torch import nn
 
 from pipeline.data.manifest import Utterance
 from pipeline.masks import frame_mask
+from pipeline.tasks import register
 from pipeline.tasks.asr import CTCTask, specaug_from_cfg, utterance_mvn
 from pipeline.tasks.base import metrics_record
 from pipeline.tasks.metrics import cer, normalize_ml
@@ -117,6 +118,7 @@ class TransformerCTCHead(nn.Module):
         return self.ctc(x).log_softmax(dim=-1), out_lengths
 
 
+@register
 class MultilingualASR(CTCTask):
     """ML-SUPERB ASR (mono-1h / multi-1h): characters, CTC, greedy decoding, CER per language.
 

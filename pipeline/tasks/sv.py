@@ -34,6 +34,7 @@ from torch import nn
 
 from pipeline.data.manifest import Utterance, read_trials
 from pipeline.masks import frame_mask
+from pipeline.tasks import register
 from pipeline.tasks.base import Task, metrics_record
 from pipeline.tasks.metrics import eer
 
@@ -157,6 +158,7 @@ class SVModel(nn.Module):
         return self.embedder(feats, lengths)
 
 
+@register
 class SpeakerVerification(Task):
     """Speaker verification scored by EER on cosine similarities of utterance embeddings.
 

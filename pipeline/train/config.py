@@ -22,9 +22,10 @@ from typing import Any
 
 import yaml
 
+from pipeline import names
 from pipeline.errors import UserError
-from pipeline.tasks import TASKS
-from pipeline.tasks.base import DEFAULTS_LAYERS
+from pipeline.names import DEFAULTS_LAYERS
+from pipeline.tasks import task_class
 
 
 class ConfigError(UserError, ValueError):
@@ -77,16 +78,16 @@ VOLATILE = ("out", "train.device", "train.num_workers", "train.tier", "train.thr
 # `demo` is sized for the built-in suite on a CPU, `recipe` holds only what the anchor recipe
 # (SUPERB / ML-SUPERB) states, `none` applies neither. configs/paper.yaml sets `recipe`, so the
 # demo's shortcuts (small heads, MVN, no SpecAugment) never leak into the paper's runs.
-# The layers' names, DEFAULTS_LAYERS, are defined beside the Task class (pipeline/tasks/base.py).
+# The layers' names, DEFAULTS_LAYERS, are defined with the other names users type (pipeline/names.py).
 
 
 def task_defaults(task: str, layer: str) -> dict[str, dict[str, Any]]:
     """{"train": {...}, "task_args": {...}} of `task` for the `layer` of defaults."""
     if layer not in DEFAULTS_LAYERS:
         raise ConfigError(f"defaults={layer!r}: choose one of {DEFAULTS_LAYERS}")
-    if layer == "none" or task not in TASKS:
+    if layer == "none" or task not in names.known("task"):
         return {}
-    return getattr(TASKS[task], layer)
+    return getattr(task_class(task), layer)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -204,6 +205,7 @@ def resolve_config(
     parsed_sets = [parse_set(s) for s in (sets or [])]
     # the task and the defaults layer decide which defaults apply, so find them first
     task_name = task or dict(parsed_sets).get("task") or file_cfg.get("task") or RunConfig.task
+    names.check("task", str(task_name), "--task")  # before any default is looked up
     layer = dict(parsed_sets).get("defaults") or file_cfg.get("defaults") or RunConfig.defaults
     cfg = RunConfig(task=task_name, defaults=layer)
     apply_dict(cfg, task_defaults(task_name, layer), f"{layer} defaults of task {task_name!r}")
@@ -231,7 +233,10 @@ def resolve_config(
 
 
 def validate(cfg: RunConfig) -> None:
+    """Refuse a config that cannot run, before anything is written: names, ranges, modes."""
     t = cfg.train
+    names.check("interface", cfg.interface, "--interface")
+    names.check("task", cfg.task, "--task")
     if not cfg.models:
         raise ConfigError("no upstream models: give --models a[,b,...] (store names in CACHE_DIR)")
     if t.features not in ("cache", "onthefly"):

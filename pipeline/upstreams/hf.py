@@ -1,8 +1,7 @@
 """WavLM, HuBERT and Data2Vec (audio) through transformers, with every hidden state.
 
 Hidden states follow s3prl's definition (upstream/{hubert,wavlm,data2vec}/expert.py hooks the
-*input* of every transformer layer plus the encoder output), which is exactly what transformers
-returns with ``output_hidden_states=True`` (checked in transformers 4.57's encoders):
+*input* of every transformer layer plus the encoder output):
 
   state 0      CNN -> feature projection -> + positional conv; then, for post-LN models (all
                base models, Data2Vec large), the encoder LayerNorm; for pre-LN
@@ -10,6 +9,17 @@ returns with ``output_hidden_states=True`` (checked in transformers 4.57's encod
   state i      the output of transformer layer i (= the input of layer i + 1), i < N
   state N      the encoder output: the last layer's output, after the final LayerNorm for
                pre-LN models (fairseq applies it there too), so L = N + 1 (13 base, 25 large).
+
+transformers 4.x and 5.x (both supported, pyproject: ``transformers>=4.48``): states 0 .. N-1 are
+``hidden_states[:-1]`` with ``output_hidden_states=True`` in both. State N is not: 4.x appends the
+encoder output (after the final LayerNorm for pre-LN), 5.x records the raw output of the last
+layer (its ``capture_outputs(tie_last_hidden_states=False)`` hooks), i.e. *before* that
+LayerNorm. So state N is taken from the encoder module's own output (a forward hook on
+``model.encoder``), the same in both, and the count is checked (L = N + 1). Random
+initialisation differs between the majors (5.x rewrote ``_init_weights``): the same seed gives
+other weights, and ``weights_hash`` tells them apart; saved weights load in either major and
+give the same states (tests/test_transformers_majors.py). ``from_pretrained`` takes the dtype
+as ``dtype`` from 4.56 on (5.x deprecates ``torch_dtype``): see ``dtype_kwargs``.
 
 Frames: the model's own conv length formula ``_get_feat_extract_output_lengths`` (16 kHz ->
 ≈ 49.75 Hz: 3 s -> 149 frames, 10 s -> 499).
@@ -156,12 +166,45 @@ class HFUpstream:
             )
         x = x * valid
         mask = None if bool(valid.all()) else valid.long()
-        with warnings.catch_warnings():  # WavLM mixes a bool padding mask with a float bias
-            warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask")
-            out = self.model(x.to(self.dtype), attention_mask=mask, output_hidden_states=True)
-        states = torch.stack(out.hidden_states)  # (L, B, T, D)
+        states = all_hidden_states(self.model, x.to(self.dtype), mask)  # (L, B, T, D)
         frames = self.model._get_feat_extract_output_lengths(lengths)
         return [states[:, b, : int(t)] for b, t in enumerate(frames)]
+
+
+def all_hidden_states(
+    model: torch.nn.Module, x: torch.Tensor, attention_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """(L, B, T, D): the inputs of the N transformer layers, then the encoder output (see the
+    module docstring), identical under transformers 4.x and 5.x."""
+    captured: list[torch.Tensor] = []
+
+    def keep(module: torch.nn.Module, args: tuple, output) -> None:
+        captured.append(output[0])  # BaseModelOutput (or a tuple): last_hidden_state first
+
+    handle = model.encoder.register_forward_hook(keep)
+    try:
+        with warnings.catch_warnings():  # WavLM mixes a bool padding mask with a float bias
+            warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask")
+            out = model(x, attention_mask=attention_mask, output_hidden_states=True)
+    finally:
+        handle.remove()
+    n = model.config.num_hidden_layers
+    if len(out.hidden_states) != n + 1 or len(captured) != 1:
+        raise RuntimeError(
+            f"{type(model).__name__}: transformers returned {len(out.hidden_states)} hidden "
+            f"states and {len(captured)} encoder outputs for {n} layers (expected {n + 1} and 1)"
+        )
+    return torch.stack([*out.hidden_states[:-1], captured[0]])
+
+
+def dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """The ``from_pretrained`` keyword for the weights' dtype: ``dtype`` from transformers 4.56
+    on (5.x warns on ``torch_dtype``), ``torch_dtype`` before."""
+    import transformers
+    from packaging.version import Version
+
+    new = Version(transformers.__version__).release >= (4, 56)
+    return {"dtype" if new else "torch_dtype": dtype}
 
 
 def _seeded_init(model_cls, config, seed: int) -> torch.nn.Module:
@@ -236,7 +279,7 @@ def load_hf(spec: UpstreamSpec, device: str = "cpu", dtype: torch.dtype = torch.
     from transformers import AutoModel
 
     try:
-        model = AutoModel.from_pretrained(spec.source)
+        model = AutoModel.from_pretrained(spec.source, **dtype_kwargs(dtype))
     except OSError as e:
         raise RuntimeError(
             f"could not load {spec.source!r} for upstream {spec.name!r} ({e}). Hub models need "

@@ -19,6 +19,14 @@ frame per 384 samples over a receptive field of 895, T = (S - 895) // 384 + 1 fo
 i.e. 41.67 Hz (16 000 / 384); frame t sees samples [384 t, 384 t + 895).
 Audio shorter than 895 samples (56 ms) gives no frame and is refused.
 
+transformers 4.x and 5.x: ``MoonshineEncoder`` has the same modules and weight names in both
+(``encoder_states`` calls them one by one; a 4.x layer < 4.54 returns a tuple, later ones a
+tensor). Its config is not saved alike: 5.x writes the rotary settings only as
+``rope_parameters``, which 4.x ignores, silently falling back to ``partial_rotary_factor`` 0.9
+(23 rotated pairs instead of 16: wrong states, no error, since ``inv_freq`` is not in the
+weights). Directories written here carry the flat keys too, and ``moonshine_config`` reads either
+form under either major, so a cache converted under one major loads right under the other.
+
 Batching: the stem's GroupNorm (one group) normalizes over the whole utterance, so zero padding
 would change it; here it is computed over each utterance's own frames only, and attention masks
 the padded frames, so a batch gives the states of each utterance alone: pad_sensitive = False.
@@ -27,6 +35,7 @@ the padded frames, so a batch gives the states of each utterance alone: pad_sens
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -39,6 +48,7 @@ import torch.nn.functional as F
 
 from .base import UpstreamSpec
 from .ct2 import cache_root
+from .hf import dtype_kwargs
 from .ort_format import OrtFormatError, OrtGraph, read_ort_graph
 from .whisper import state_dict_hash
 
@@ -157,6 +167,34 @@ def convert_ort_encoder(path: str | Path, config: MoonshineConfig) -> MoonshineE
     return encoder
 
 
+ROPE_KEYS = ("rope_theta", "partial_rotary_factor")
+
+
+def write_portable_config(path: str | Path) -> None:
+    """Add the flat rotary keys that transformers 4.x reads to a config.json that 5.x wrote
+    (``rope_parameters`` only); a 4.x config.json already has them and is left as it is."""
+    file = Path(path) / "config.json"
+    raw = json.loads(file.read_text())
+    rope = raw.get("rope_parameters")
+    if isinstance(rope, dict) and any(k in rope and k not in raw for k in ROPE_KEYS):
+        raw.update({k: rope[k] for k in ROPE_KEYS if k in rope})
+        file.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
+
+
+def moonshine_config(path: str | Path) -> MoonshineConfig:
+    """The MoonshineConfig of a saved directory, with the same rotary settings under
+    transformers 4.x and 5.x whichever major wrote it (see the module docstring)."""
+    from transformers import MoonshineConfig
+
+    config = MoonshineConfig.from_pretrained(path)
+    rope = json.loads((Path(path) / "config.json").read_text()).get("rope_parameters")
+    if isinstance(rope, dict) and not hasattr(MoonshineConfig(), "rope_parameters"):
+        for key in ROPE_KEYS:  # 4.x reading a 5.x file: it knows only the flat keys
+            if key in rope:
+                setattr(config, key, rope[key])
+    return config
+
+
 def converted_encoder_dir(name: str) -> Path:
     """``cache_root()/moonshine/<name>``, converting the packaged .ort encoder once (atomic)."""
     dest = cache_root() / "moonshine" / name
@@ -170,6 +208,7 @@ def converted_encoder_dir(name: str) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}-"))
     try:
         encoder.save_pretrained(tmp)
+        write_portable_config(tmp)
         os.replace(tmp, dest)  # a concurrent first use that won the race leaves dest in place
     except OSError:
         if not (dest / "config.json").is_file():
@@ -186,7 +225,10 @@ def load_moonshine_encoder(name_or_dir: str) -> MoonshineEncoder:
     src = converted_encoder_dir(name_or_dir) if name_or_dir in OFFLINE_MOONSHINE else name_or_dir
     if not (Path(src) / "config.json").is_file():
         raise FileNotFoundError(f"{src}: no config.json; not a saved MoonshineEncoder directory")
-    return MoonshineEncoder.from_pretrained(src, attn_implementation="sdpa").eval()
+    encoder = MoonshineEncoder.from_pretrained(
+        src, config=moonshine_config(src), attn_implementation="sdpa", **dtype_kwargs(torch.float32)
+    )
+    return encoder.eval()
 
 
 def _masked_group_norm(x: torch.Tensor, n: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
