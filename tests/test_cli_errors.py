@@ -71,3 +71,43 @@ def test_a_config_error_is_one_message(tmp_path):
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.output.startswith("error:") and "nope" in r.output
+
+
+def test_an_unknown_name_is_refused_before_anything_is_written(tmp_path):
+    """A typo in --interface or --task: one `error:` line naming the closest names, exit 1, no
+    run directory left behind (so the corrected command needs no --force)."""
+    data, cache = make_er_suite(tmp_path, sizes={"train": 8, "dev": 4, "test": 4})
+    for flag, bad, near in (("--interface", "chconvv", "`chconv`"), ("--task", "err", "`er`")):
+        args = _train_args(data, cache, tmp_path / "run")
+        args[args.index(flag) + 1] = bad
+        r = CliRunner().invoke(app, args)
+        lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+        assert r.exit_code == 1 and len(lines) == 1, r.output
+        assert f"unknown {flag[2:]} `{bad}`; did you mean {near}" in lines[0], lines[0]
+        assert "Traceback" not in r.output and not (tmp_path / "run").exists()
+    r = CliRunner().invoke(app, _train_args(data, cache, tmp_path / "run"))
+    assert r.exit_code == 0, r.output
+
+
+def test_stages_and_workers_follow_the_same_policy(capsys):
+    """pipeline.errors.run_reporting (the DVC stages, the grid worker): a user error is one
+    `error:` line and status 1; a bug is never dressed as one and keeps its traceback."""
+    import pytest
+
+    from pipeline.errors import UserError, run_reporting
+    from pipeline.plan import PlanError
+    from pipeline.store import StoreError
+
+    for err in (UserError("fix the key"), PlanError("fix the key"), StoreError("fix the key")):
+
+        def fail(err=err):
+            raise err
+
+        assert run_reporting(fail, "train k") == 1
+        assert capsys.readouterr().err == "error: train k: fix the key\n"
+
+    def bug():
+        raise ValueError("an internal invariant broke")
+
+    with pytest.raises(ValueError, match="invariant"):
+        run_reporting(bug, "train k")

@@ -1,4 +1,4 @@
-"""dvc.yaml's analyze stage (`python -m pipeline.analysis.suite`) on real stores of the
+"""dvc.yaml's analyze stage (`python -m stages.analyze`) on real stores of the
 tiny suite (written by two stand-in upstreams of different frame rates and widths): it writes
 the probe and CKA files for the experiment's upstreams, and the report shows them with captions
 (and says how to make them when they are absent)."""
@@ -120,7 +120,7 @@ def test_without_the_analysis_the_report_says_how_to_make_it(analyzed, tmp_path)
     paths = write_report(tmp / "runs", tmp_path / "results", cfg_path, importance=False)
     md = paths["report"].read_text()
     assert "## Layer analysis" in md and "dvc repro analyze" in md
-    assert "python -m pipeline.analysis.suite" in md and "analysis/probe" not in md
+    assert "python -m stages.analyze" in md and "analysis/probe" not in md
 
 
 def test_errors_name_the_column_or_the_store(analyzed, tmp_path, capsys):

@@ -19,7 +19,7 @@ INDEX = "analysis.json"
 HOW_TO = (
     "The layer analysis (linear probes per layer, CKA between the upstreams' layers) has not "
     "been run for this report. `dvc repro analyze` runs it with the `analysis` section of "
-    "params.yaml (or `python -m pipeline.analysis.suite --params params.yaml --out "
+    "params.yaml (or `python -m stages.analyze --params params.yaml --out "
     "{out}`, after the extract stages); then run `pipeline report` again."
 )
 
