@@ -370,3 +370,25 @@ def test_unknown_names_in_the_experiment_name_the_closest(tmp_path):
     raw["tasks"]["sv"]["task"] = "svv"
     with pytest.raises(PlanError, match=r"tasks\.sv\.task.*unknown task `svv`; did you mean `sv`"):
         parse_experiment(raw, "params.yaml")
+
+
+def test_the_printed_command_builds_the_config_the_stage_runs(default_params):
+    """The train stage builds each run's config from typed values (no text round trip); the
+    `pipeline train ...` line it prints for doing the same by hand resolves to the same config."""
+    from pipeline.train.from_plan import run_config
+
+    for path in (default_params, ROOT / "configs" / "paper.yaml"):
+        exp = load_experiment(path)
+        for run in list(make_plan(exp).runs.values())[::7]:
+            argv = train_argv(exp, run)
+
+            def opt(name: str, argv: list[str] = argv) -> str:
+                return argv[argv.index(name) + 1]
+
+            sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+            by_hand = resolve_config(
+                interface=opt("--interface"), models=opt("--models"), task=opt("--task"),
+                data=opt("--data"), cache=opt("--cache"), out=opt("--out"), sets=sets,
+                device=opt("--device"),
+            )  # fmt: skip
+            assert by_hand == run_config(exp, run), run.key

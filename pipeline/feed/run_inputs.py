@@ -22,6 +22,7 @@ from typing import Any
 from pipeline.data.manifest import Utterance
 from pipeline.data.splits import split_hash
 from pipeline.errors import UserError
+from pipeline.paths import run_stores
 
 INPUTS_FILE = "inputs.json"
 SHOWN = 5  # utterances named in a refusal (then a count)
@@ -43,16 +44,8 @@ class ManifestStoreMismatch(UserError, ValueError):
 
 def find_stores(models: Sequence[str], cache: str | Path, stores: Sequence[str] = ()) -> list[Path]:
     """One store path per model: `--store` entries (positional or NAME=PATH), else CACHE_DIR/<name>.zarr."""
-    named = dict(s.split("=", 1) for s in stores if "=" in s)
-    positional = [s for s in stores if "=" not in s]
     paths = []
-    for i, m in enumerate(models):
-        if m in named:
-            p = Path(named[m])
-        elif positional and len(positional) == len(models):
-            p = Path(positional[i])
-        else:
-            p = Path(cache) / f"{m}.zarr"
+    for m, p in zip(models, run_stores(models, cache, stores), strict=True):
         if not p.exists():
             raise StoreMissingError(
                 f"feature store for upstream {m!r} not found at {p}; extract it first "

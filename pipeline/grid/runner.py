@@ -51,7 +51,7 @@ from pipeline.grid.jobs import (
     worker_argv,
 )
 from pipeline.plan import Experiment, Plan, PlanError, check, load_experiment, make_plan
-from pipeline.train.from_plan import run_config
+from pipeline.train.from_plan import run_config, store_paths
 from pipeline.train.pack import pack_groups
 
 
@@ -99,7 +99,7 @@ def pending_runs(root: Path, exp: Experiment, plan: Plan, use_dvc: bool) -> Grid
             missing = [s for s in dict.fromkeys(run.stamps) if not (root / s).is_file() or s in stale_stores]  # fmt: skip
             why = f"store stamp(s) {missing} missing or stale: `dvc repro extract` first"
         else:
-            stores = [f"{run.cache}/{m}.zarr" for m in run.models]
+            stores = store_paths(run)
             missing = [s for s in stores if not (root / s).is_dir()]
             why = f"store(s) {missing} missing: extract them first (`dvc repro extract`)"
         if missing:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline import names
+from pipeline.paths import run_key, stamp_path, store_path
 from pipeline.plan.experiment import Experiment, parse_experiment
 from pipeline.plan.model import (
     CODE_SLOTS,
@@ -73,7 +74,7 @@ def make_plan(exp: Experiment | Mapping[str, Any]) -> Plan:
         if skey not in stores:
             cache_dir = f"{paths.cache_root}/{suite}/{dataset}"
             stores[skey] = Store(skey, dataset, m, f"{data_dir}/{dataset}",
-                                 f"{cache_dir}/{m}.zarr", f"cache/{suite}/{dataset}/{m}.stamp.json")  # fmt: skip
+                                 store_path(cache_dir, m), stamp_path(suite, dataset, m))  # fmt: skip
         return stores[skey]
 
     for si, sec in enumerate(exp.table):
@@ -112,10 +113,8 @@ def _cell(exp: Experiment, col: str, members: list[str], iface: str, where: str,
     for group, ex in spec.expansions():
         dataset, store_data = spec.data_dir.format(**ex), spec.store_dir.format(**ex)
         stamps = [store_for(store_data, m).stamp for m in models]
-        suffix = "".join(f"-{k}{v}" if isinstance(v, int) else f"-{v}" for k, v in group.items())
         for seed in seeds:
-            key = f"{'+'.join(models)}-{iface}-{col}{suffix}"
-            key += f"-s{seed}" if len(seeds) > 1 else ""
+            key = run_key(models, iface, col, group, seed, len(seeds))
             if key not in runs:
                 runs[key] = Run(key, models, iface, col, spec.task, f"{exp.paths.data_root}/{exp.data.suite}/{dataset}",
                                 f"{exp.paths.cache_root}/{exp.data.suite}/{store_data}",

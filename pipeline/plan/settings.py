@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pipeline import paths
 from pipeline.plan.experiment import Experiment
 from pipeline.plan.model import Run, Store
 
@@ -41,7 +42,7 @@ def train_settings(exp: Experiment, run: Run) -> dict[str, Any]:
 
 def run_dir(exp: Experiment, run: Run) -> str:
     """The run's directory: <paths.runs_root>/<key>."""
-    return f"{exp.paths.runs_root}/{run.key}"
+    return paths.run_dir(exp.paths.runs_root, run.key)
 
 
 def format_value(v: Any) -> str:

@@ -22,6 +22,7 @@ from pipeline.analysis.importance import Batch, state_importance
 from pipeline.data.manifest import read_manifest
 from pipeline.feed.loader import FeatureDataset, make_loader
 from pipeline.interfaces import build
+from pipeline.paths import run_stores
 from pipeline.report.runs import RunResult
 from pipeline.store import open_store
 
@@ -32,11 +33,7 @@ MAX_UTTS = 16  # dev utterances per run (one batch): the measure is a ratio of s
 def _store_paths(cfg: dict) -> list[Path]:
     """The run's stores: `stores` (positional or NAME=PATH) when given, else CACHE/<model>.zarr."""
     models, stores = list(cfg.get("models") or []), list(cfg.get("stores") or [])
-    named = dict(s.split("=", 1) for s in stores if "=" in s)
-    positional = [s for s in stores if "=" not in s]
-    if len(positional) == len(models):
-        return [Path(p) for p in positional]
-    return [Path(named.get(m, Path(str(cfg.get("cache", ""))) / f"{m}.zarr")) for m in models]
+    return run_stores(models, str(cfg.get("cache", "")), stores)
 
 
 def _batches(loader, limit: int) -> Iterator[Batch]:

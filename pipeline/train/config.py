@@ -16,6 +16,7 @@ Values are parsed as YAML, then coerced to the field's type.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,10 +190,17 @@ def resolve_config(
     out: str | Path | None = None,
     config: str | Path | None = None,
     sets: list[str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    settings_source: str = "settings",
     stores: list[str] | None = None,
     device: str | None = None,
 ) -> RunConfig:
-    """The resolved config of a run: the precedence chain of docs/CONFIG.md, applied here only."""
+    """The resolved config of a run: the precedence chain of docs/CONFIG.md, applied here only.
+
+    sets: `key=value` texts (the CLI's `--set`); settings: the same keys with typed values, as
+    the experiment plan gives them (applied at the same place of the chain, after `sets`; a bad
+    value is named with `settings_source`, e.g. the params file).
+    """
     file_cfg: dict[str, Any] = {}
     if config is not None:
         path = Path(config)
@@ -202,17 +210,19 @@ def resolve_config(
             file_cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e})") from e
-    parsed_sets = [parse_set(s) for s in (sets or [])]
+    parsed_sets = [(k, v, "--set") for k, v in (parse_set(s) for s in (sets or []))]
+    parsed_sets += [(k, v, settings_source) for k, v in (settings or {}).items()]
     # the task and the defaults layer decide which defaults apply, so find them first
-    task_name = task or dict(parsed_sets).get("task") or file_cfg.get("task") or RunConfig.task
+    given = {k: v for k, v, _ in parsed_sets}
+    task_name = task or given.get("task") or file_cfg.get("task") or RunConfig.task
     names.check("task", str(task_name), "--task")  # before any default is looked up
-    layer = dict(parsed_sets).get("defaults") or file_cfg.get("defaults") or RunConfig.defaults
+    layer = given.get("defaults") or file_cfg.get("defaults") or RunConfig.defaults
     cfg = RunConfig(task=task_name, defaults=layer)
     apply_dict(cfg, task_defaults(task_name, layer), f"{layer} defaults of task {task_name!r}")
     if file_cfg:
         apply_dict(cfg, file_cfg, str(config))
-    for key, value in parsed_sets:
-        set_key(cfg, key, value)
+    for key, value, where in parsed_sets:
+        set_key(cfg, key, value, where)
     explicit = {
         "interface": interface,
         "models": models,

@@ -24,10 +24,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from pipeline.console import console
 from pipeline.feed.loader import FeatureDataset, make_loader
+from pipeline.interfaces.base import count_parameters
 from pipeline.train.config import RunConfig
 from pipeline.train.feed import Setup, _on_device
-from pipeline.train.loop import RunDirError, Trainer, _to_device, console, open_run, trainable
+from pipeline.train.loop import RunDirError, Trainer, _to_device, open_run
 
 
 def world_size() -> int:
@@ -128,7 +130,7 @@ def train_ddp(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> 
                 f"{cfg.task} on {cfg.data} | interface {cfg.interface} over {','.join(cfg.models)}"
                 f" | DDP over {world} processes ({dist.get_backend()}) | global batch "
                 f"{cfg.train.batch_size} | trainable parameters: interface "
-                f"{trainable(setup.interface):,}, head {trainable(setup.head):,}"
+                f"{count_parameters(setup.interface):,}, head {count_parameters(setup.head):,}"
             )
         if resume:
             trainer.resume()

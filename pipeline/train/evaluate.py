@@ -21,11 +21,12 @@ import re
 from pathlib import Path
 
 from pipeline.checkpoint import json_default, load_checkpoint
+from pipeline.console import console
 from pipeline.data.splits import read_splits
 from pipeline.errors import UserError
 from pipeline.feed.run_inputs import compare_inputs, read_inputs
 from pipeline.train.config import load_run_config
-from pipeline.train.feed import build_setup, console
+from pipeline.train.feed import build_setup
 from pipeline.train.loop import reseed, score_split
 
 EVAL_ADVICE = (

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch import nn
 
 from pipeline.audio import load_audio
+from pipeline.console import console
 from pipeline.data.manifest import Utterance
 from pipeline.data.splits import read_splits
 from pipeline.device import resolve_device
@@ -32,8 +32,6 @@ from pipeline.store import open_store
 from pipeline.tasks import Task, build_task
 from pipeline.train.config import RunConfig
 from pipeline.upstreams import registry
-
-console = Console(stderr=True)
 
 
 @dataclass

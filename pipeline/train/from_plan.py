@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.paths import store_path
 from pipeline.plan import Experiment, Run
-from pipeline.plan.settings import format_value, run_dir, train_settings
+from pipeline.plan.settings import run_dir, train_settings
 from pipeline.store.usage import Reading
 from pipeline.train.config import RunConfig, resolve_config
 from pipeline.train.loop import train
@@ -22,16 +23,16 @@ from pipeline.train.pack import train_packed
 def run_config(exp: Experiment, run: Run, device: str | None = None) -> RunConfig:
     """The RunConfig of one run of the plan (what `pipeline train` would build); `device`:
     the caller's, else the experiment's."""
-    sets = [f"{k}={format_value(v)}" for k, v in train_settings(exp, run).items()]
     return resolve_config(
         interface=run.interface, models=list(run.models), task=run.task, data=run.data,
-        cache=run.cache, out=run_dir(exp, run), sets=sets, device=device or exp.device,
+        cache=run.cache, out=run_dir(exp, run), settings=train_settings(exp, run),
+        settings_source=f"{exp.source}: the settings of run {run.key}", device=device or exp.device,
     )  # fmt: skip
 
 
 def store_paths(run: Run) -> list[str]:
     """The stores a run reads: <run.cache>/<upstream>.zarr, one per model."""
-    return [f"{run.cache}/{m}.zarr" for m in run.models]
+    return [store_path(run.cache, m) for m in run.models]
 
 
 def train_run(exp: Experiment, run: Run, device: str | None = None, progress: bool = False,

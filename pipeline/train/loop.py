@@ -41,17 +41,15 @@ from pipeline.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from pipeline.console import console
 from pipeline.feed.loader import stores_info
 from pipeline.feed.run_inputs import write_inputs
+from pipeline.interfaces.base import count_parameters
 from pipeline.train.config import RunConfig, from_dict, identity, to_dict
-from pipeline.train.feed import Setup, build_setup, console, iter_batches
+from pipeline.train.feed import Setup, build_setup, iter_batches
 from pipeline.train.run_dir import RunDirError, inputs_unchanged, prepare_run_dir, truncate_log
 
-__all__ = ["RunDirError", "Trainer", "open_run", "reseed", "score_split", "train", "trainable"]
-
-
-def trainable(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+__all__ = ["RunDirError", "Trainer", "open_run", "reseed", "score_split", "train"]
 
 
 def reseed(*keys: Any) -> None:
@@ -359,7 +357,7 @@ def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path
         f"device {setup.device} | features {cfg.train.features}"
     )
     console.print(
-        f"trainable parameters: interface {trainable(setup.interface):,}, head {trainable(setup.head):,}"
+        f"trainable parameters: interface {count_parameters(setup.interface):,}, head {count_parameters(setup.head):,}"
     )
     trainer = Trainer(cfg, setup)
     if resume:

@@ -29,14 +29,16 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from pipeline.console import console
 from pipeline.data.manifest import read_manifest
 from pipeline.device import resolve_device
 from pipeline.errors import UserError
 from pipeline.feed.loader import manifest_durations
+from pipeline.interfaces.base import count_parameters
 from pipeline.store import open_store
 from pipeline.train.config import RunConfig
 from pipeline.train.feed import Setup, find_stores, iter_batches
-from pipeline.train.loop import Trainer, console, epoch_stream, open_run, trainable
+from pipeline.train.loop import Trainer, epoch_stream, open_run
 
 
 class PackError(UserError, ValueError):
@@ -148,7 +150,7 @@ def _open_runs(cfgs: list[RunConfig], force: bool) -> tuple[list[_Run], Setup]:
         setup.splits = lead.splits  # the same lists: the union's loaders are keyed by them
         console.print(
             f"packed: {cfg.interface} over {','.join(cfg.models)} -> {cfg.out} | trainable "
-            f"parameters: interface {trainable(setup.interface):,}, head {trainable(setup.head):,}"
+            f"parameters: interface {count_parameters(setup.interface):,}, head {count_parameters(setup.head):,}"
         )
         trainer = Trainer(cfg, setup)
         if resume:

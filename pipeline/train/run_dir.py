@@ -11,10 +11,10 @@ import json
 import shutil
 from pathlib import Path
 
+from pipeline.console import console
 from pipeline.errors import UserError
 from pipeline.feed.run_inputs import InputsChanged, compare_inputs, read_inputs
 from pipeline.train.config import RunConfig, identity, load_run_config, save_config
-from pipeline.train.feed import console
 
 RUN_OUTPUTS = ("checkpoints", "log.jsonl", "metrics.json", "interface_summary.json", "inputs.json")
 CHANGED_INPUTS_ADVICE = (
