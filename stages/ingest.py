@@ -11,7 +11,7 @@ import sys
 
 from pipeline.data.corpora import import_corpus
 from pipeline.errors import run_reporting
-from pipeline.plan import PlanError, check, load_experiment, make_plan
+from pipeline.plan import PlanError, checked
 
 
 def options(args: str, where: str) -> dict[str, str]:
@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def run() -> None:
-        check("params.yaml")
-        item = make_plan(load_experiment("params.yaml")).imports.get(args[0])
+        _, plan = checked("params.yaml")
+        item = plan.imports.get(args[0])
         if item is None:
             raise PlanError(f"params.yaml: no data.import entry `{args[0]}`")
         opts = options(item["args"], f"params.yaml: data.import.{args[0]}")

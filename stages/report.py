@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import run_reporting
-from pipeline.plan import check, load_experiment
+from pipeline.plan import checked
 from pipeline.report import write_report
 
 
@@ -21,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def run() -> None:
-        check("params.yaml")
-        runs = Path(load_experiment("params.yaml").paths.runs_root)
+        runs = Path(checked("params.yaml")[0].paths.runs_root)
         print("+ python -m stages.report", flush=True)
         for name, path in write_report(runs, Path("results"), Path("params.yaml")).items():
             print(f"{name:22s} {path}")

@@ -9,7 +9,7 @@ import sys
 
 from pipeline.data.synth import synthesize
 from pipeline.errors import run_reporting
-from pipeline.plan import PlanError, check, load_experiment, make_plan
+from pipeline.plan import PlanError, checked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,9 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def run() -> None:
-        check("params.yaml")
-        exp = load_experiment("params.yaml")
-        item = make_plan(exp).synth.get(args[0])
+        exp, plan = checked("params.yaml")
+        item = plan.synth.get(args[0])
         if item is None:
             raise PlanError(f"params.yaml: no synth key `{args[0]}`")
         print(f"+ python -m stages.synth {args[0]}", flush=True)

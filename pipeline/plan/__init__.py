@@ -7,11 +7,12 @@ dvc.yaml iterates with `foreach`:
 
     stores: {"<dataset>-<upstream>": {dataset, upstream, data, store, stamp}}
     runs:   {"<set>-<interface>-<column>[-<value>][-s<seed>]": {models, interface, column, task,
-             data, cache, stamps: [3 slots], settings, group, seed}}
+             data, cache, stamps: [3 slots], code: [12 slots], settings, group, seed}}
 
-`python -m pipeline.plan write CONFIG -o params.yaml` copies the config's text and appends the
-generated sections; the `extract` and `train` stages refuse to run when those sections no
-longer match the experiment above them. Hyperparameters (`train`, `tasks.<column>`,
+`python -m pipeline.plan write CONFIG -o params.yaml` writes the config's text under a header
+that names it, then the generated sections and the config's path and hash (`source`); every
+stage refuses to run when those sections no longer match the experiment above them, or when
+the config has changed since (the config is the one place the experiment is kept). Hyperparameters (`train`, `tasks.<column>`,
 `interfaces.<name>`, `upstreams.<name>`) are *not* copied into the runs: the stages read
 them from params.yaml when they run (pipeline/plan/settings.py), so
 `dvc exp run -S train.lr=...` needs no regeneration.
@@ -65,6 +66,7 @@ from pipeline.plan.model import (
 )
 from pipeline.plan.params_file import (
     check,
+    checked,
     load_experiment,
     read_experiment_mapping,
     render,
@@ -73,7 +75,7 @@ from pipeline.plan.settings import extract_argv, train_argv, train_settings
 
 __all__ = [
     "CODE_SLOTS", "GENERATED", "MARKER", "STORE_SLOTS", "Column", "CorpusImport", "Data", "Experiment",
-    "Paths", "Plan", "PlanError", "Row", "Run", "Section", "Store", "as_experiment", "check",
+    "Paths", "Plan", "PlanError", "Row", "Run", "Section", "Store", "as_experiment", "check", "checked",
     "experiment_seeds", "extract_argv", "load_experiment", "make_plan", "parse_experiment",
     "read_experiment_mapping", "render", "resolve", "train_argv", "train_settings",
 ]  # fmt: skip

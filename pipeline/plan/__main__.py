@@ -7,8 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from pipeline.errors import run_reporting
 from pipeline.plan.expand import make_plan
-from pipeline.plan.model import PlanError
 from pipeline.plan.params_file import check, load_experiment, render
 from pipeline.plan.settings import extract_argv, train_argv
 
@@ -27,10 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     ls = sub.add_parser("list", help="dry run: every store and run with its equivalent command")
     ls.add_argument("config", nargs="?", default="params.yaml")
     a = p.parse_args(argv)
-    try:
+
+    def run() -> None:
         if a.cmd == "write":
             out = Path(a.out or a.config)
-            text = render(a.config)
+            text = render(a.config, out)
             out.write_text(text, encoding="utf-8")
             plan = make_plan(load_experiment(out))
             print(
@@ -52,10 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"seeds {plan.seeds}",
                 file=sys.stderr,
             )
-    except PlanError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_reporting(run, f"plan {a.cmd}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ the experiment above them (a structural edit without `python -m pipeline.plan wr
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import yaml
 
 from pipeline.plan.expand import make_plan
 from pipeline.plan.experiment import Experiment, parse_experiment
-from pipeline.plan.model import GENERATED, MARKER, PlanError
+from pipeline.plan.model import GENERATED, HEADER, MARKER, Plan, PlanError
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -56,13 +58,32 @@ def load_experiment(path: str | Path) -> Experiment:
     return parse_experiment(read_experiment_mapping(path), str(path))
 
 
-def render(config_path: str | Path) -> str:
+def render(config_path: str | Path, out: str | Path | None = None) -> str:
     """The text of params.yaml for a config: its own text (or, with `base:`, the merged YAML),
-    MARKER, then the generated sections."""
+    MARKER, then the generated sections.
+
+    With `out` (the params file to write) other than the config, the text starts with a header
+    that names the config as the one place to edit, and records the config's path (relative to
+    `out`) and sha256 under `source`: `check` then refuses the params file once the config has
+    changed, until it is written again. Written in place (no `out`), a file is its own source,
+    which a file written from another config may not be.
+    """
     path = Path(config_path)
+    target = Path(out) if out is not None else path
+    own = _yaml(path, path.read_text(encoding="utf-8")) or {}
+    if target.resolve() == path.resolve() and isinstance(own, dict) and own.get("source"):
+        src = own["source"].get("config")
+        raise PlanError(
+            f"{path} is written from {src}: edit {src} and run "
+            f"`python -m pipeline.plan write {src} -o {path}` (hyperparameters of one DVC "
+            "experiment: `dvc exp run -S KEY=VALUE`)"
+        )
     cfg = read_experiment_mapping(path)
     exp = parse_experiment(cfg, str(path))
-    head = path.read_text(encoding="utf-8").split(MARKER)[0].rstrip() + "\n\n"
+    text = path.read_text(encoding="utf-8").split(MARKER)[0]
+    head = (
+        "\n".join(ln for ln in text.split("\n") if not ln.startswith(HEADER)).strip("\n") + "\n\n"
+    )
     raw = _yaml(path, head) or {}
     if "base" in raw or any(k in raw for k in GENERATED):  # merged, or MARKER lost: plain YAML
         head = f"# {path} as read by pipeline/plan\n" + yaml.safe_dump(cfg, sort_keys=False) + "\n"
@@ -70,13 +91,26 @@ def render(config_path: str | Path) -> str:
     unset = sorted({r.interface for r in plan.rows} - set(exp.interfaces))
     if unset:  # dvc.yaml's train stage declares `interfaces.<name>` a parameter: it must exist
         head = _with_interfaces(head, unset, cfg)
-    gen = plan.generated()
+    gen: dict[str, Any] = plan.generated()
+    if target.resolve() != path.resolve():
+        rel = os.path.relpath(path.resolve(), target.resolve().parent)
+        head = (
+            f"{HEADER} {rel} -o {target.name}`: the experiment is {rel}.\n"
+            f"# Edit {rel}, not this file, then write this file again (`dvc repro` refuses it\n"
+            f"# while {rel} has changed). `dvc exp run -S KEY=VALUE` varies a hyperparameter\n"
+            "# here for one DVC experiment.\n" + head
+        )
+        gen["source"] = {"config": rel, "sha256": _sha256(path)}
     return (
         head
         + MARKER
         + "\n"
         + yaml.safe_dump(gen, sort_keys=False, default_flow_style=None, width=120)
     )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _with_interfaces(head: str, names: list[str], cfg: dict[str, Any]) -> str:
@@ -99,14 +133,42 @@ def _with_interfaces(head: str, names: list[str], cfg: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def check(params_path: str | Path = "params.yaml") -> None:
-    """Raise PlanError when params.yaml's generated sections do not match its experiment."""
+def checked(params_path: str | Path = "params.yaml") -> tuple[Experiment, Plan]:
+    """(the experiment, its plan) of params.yaml, read once; PlanError when the generated
+    sections do not match the experiment above them."""
     path = Path(params_path)
-    want = make_plan(load_experiment(path)).generated()
+    if not path.is_file():
+        raise PlanError(f"{path}: no such experiment config (configs/*.yaml or params.yaml)")
     full = _yaml(path, path.read_text(encoding="utf-8")) or {}
-    stale = [k for k, v in want.items() if full.get(k) != v]
+    if not isinstance(full, dict):
+        raise PlanError(f"{path}: expected a mapping of experiment keys, got {type(full).__name__}")
+    cfg = {k: v for k, v in full.items() if k not in GENERATED}
+    if "base" in cfg:
+        base = path.parent / str(cfg.pop("base"))
+        if not base.is_file():
+            raise PlanError(f"{path}: base config {base} does not exist")
+        cfg = _merge(read_experiment_mapping(base), cfg)
+    exp = parse_experiment(cfg, str(path))
+    plan = make_plan(exp)
+    source = full.get("source") or {}
+    if source:  # written from a config: refuse it once that config changed
+        src = path.parent / str(source.get("config"))
+        if not src.is_file() or _sha256(src) != source.get("sha256"):
+            why = "no longer exists" if not src.is_file() else "changed"
+            raise PlanError(
+                f"{path} was written from {source.get('config')}, which {why} since: run "
+                f"`python -m pipeline.plan write {source.get('config')} -o {path}` (edits belong "
+                f"in {source.get('config')}, not in {path})"
+            )
+    stale = [k for k, v in plan.generated().items() if full.get(k) != v]
     if stale:
         raise PlanError(
             f"{path}: the generated section(s) {stale} no longer match the experiment above them. "
             f"Run `python -m pipeline.plan write {path}` and then `dvc repro` again."
         )
+    return exp, plan
+
+
+def check(params_path: str | Path = "params.yaml") -> None:
+    """Raise PlanError when params.yaml's generated sections do not match its experiment."""
+    checked(params_path)

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.errors import run_reporting
-from pipeline.plan.expand import make_plan
 from pipeline.plan.experiment import Experiment
 from pipeline.plan.model import Plan, PlanError
-from pipeline.plan.params_file import check, load_experiment
+from pipeline.plan.params_file import checked
 
 PLAN_TABLES = {"extract": "stores", "train": "runs"}
 
@@ -25,9 +24,7 @@ def lookup(params: str, kind: str, key: str) -> tuple[Experiment, Plan, Any]:
 
     kind: "extract" (a key of the generated `stores`) or "train" (of `runs`).
     """
-    check(params)
-    exp = load_experiment(params)
-    plan = make_plan(exp)
+    exp, plan = checked(params)  # params.yaml parsed and the plan expanded once
     table = plan.stores if kind == "extract" else plan.runs
     if key not in table:
         raise PlanError(
