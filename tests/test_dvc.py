@@ -532,6 +532,11 @@ def test_every_stage_depends_on_the_code_it_runs():
             f for f in closure if not any(f == d or f.startswith(d + "/") for d in deps)
         )
         assert not missing, f"dvc.yaml stage `{name}` runs {missing} but does not depend on them"
+        code = [d for d in deps if d.startswith(("pipeline", "stages"))]
+        unused = [d for d in code if not any(f == d or f.startswith(d + "/") for f in closure)]
+        assert not unused, f"dvc.yaml stage `{name}` depends on {unused}, which it never runs"
+        assert "pipeline/interfaces" not in code, name  # a run depends on its own interface only
+        assert "pipeline/tasks" not in code or name == "analyze", name  # (analyze: every task)
         for d in deps:
             assert d in outputs or (ROOT / d).exists(), (
                 f"dvc.yaml stage `{name}` depends on {d}, which does not exist"
