@@ -31,11 +31,17 @@ def atomic_save(obj: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """torch.load(path, weights_only=True); refuses (CheckpointError) what is not plain data."""
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", mmap: bool = False
+) -> dict:
+    """torch.load(path, weights_only=True); refuses (CheckpointError) what is not plain data.
+
+    The one reader of .pt files in this package (run checkpoints, openai-whisper checkpoints);
+    tests/test_checkpoints.py fails on any other torch.load or pickle use.
+    """
     path = Path(path)
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(

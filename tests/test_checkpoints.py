@@ -66,3 +66,41 @@ def test_resume_and_evaluate_refuse_planted_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match=r"best\.pt holds objects"):
         evaluate(run, device="cpu")
     assert not marker.exists()
+
+
+def test_report_and_train_packed_refuse_planted_checkpoints(tmp_path, caplog):
+    """The report's state importance and `pipeline train-packed` read best.pt / last.pt through
+    the one safe loader: the planted code never runs (the report logs why it skipped)."""
+    from pipeline.report.importance import run_importance
+    from pipeline.report.runs import load_runs
+    from pipeline.train.pack import train_packed
+
+    data, cache = make_er_suite(tmp_path, sizes={"train": 16, "dev": 8, "test": 8})
+    cfg = resolve_config(
+        interface="hconv", models="up_a,up_b", task="er", data=data, cache=cache,
+        out=tmp_path / "runs" / "run", sets=["steps=2", "eval_every=2", "device=cpu"],
+    )  # fmt: skip
+    run = train(cfg, progress=False)
+    (result,) = load_runs(tmp_path / "runs").values()
+    assert run_importance(result) is not None  # the genuine checkpoint is read
+    marker = tmp_path / "marker"
+    for name in ("last.pt", "best.pt"):
+        torch.save({"interface": Planted(marker)}, run / "checkpoints" / name)
+    assert run_importance(result) is None and "holds objects other than tensors" in caplog.text
+    with pytest.raises(CheckpointError, match=r"last\.pt holds objects"):
+        train_packed([cfg], progress=False)
+    assert not marker.exists()
+
+
+def test_no_other_reader_of_pickles_in_the_package():
+    """Every .pt read goes through pipeline/checkpoint.py's load_checkpoint (weights_only)."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for f in sorted([*(root / "pipeline").rglob("*.py"), *(root / "stages").rglob("*.py")]):
+        if f.name == "checkpoint.py" and f.parent.name == "pipeline":
+            continue
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#")[0]
+            if "torch.load(" in code or "import pickle" in code or "pickle.load" in code:
+                found.append(f"{f.relative_to(root)}:{i}: {line.strip()}")
+    assert found == []

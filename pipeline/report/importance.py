@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.analysis.importance import Batch, state_importance
+from pipeline.checkpoint import load_checkpoint
 from pipeline.data.manifest import read_manifest
 from pipeline.feed.loader import FeatureDataset, make_loader
 from pipeline.interfaces import build
@@ -48,7 +49,7 @@ def run_importance(run: RunResult, max_utts: int = MAX_UTTS) -> list[np.ndarray]
     cfg, best = run.config, run.path / "checkpoints" / "best.pt"
     dev = Path(str(cfg.get("data", ""))) / "dev.jsonl"
     try:
-        ck = torch.load(best, map_location="cpu", weights_only=False)
+        ck = load_checkpoint(best)  # plain data only: a planted pickle is refused, never run
         readers = [open_store(p) for p in _store_paths(cfg)]
         shapes = [(int(r.num_layers), int(r.dim)) for r in readers]
         if "shapes" in ck and [tuple(s) for s in ck["shapes"]] != shapes:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from pipeline.checkpoint import load_checkpoint
+
 from .base import Upstream, UpstreamSpec
 from .ct2 import OFFLINE_WHISPER, converted_checkpoint, ct2_whisper_shape, is_ct2_dir
 from .hf import (
@@ -116,7 +118,7 @@ def resolve_spec(name_or_path: str) -> UpstreamSpec:
         return REGISTRY[name]
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".pt":
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        ckpt = load_checkpoint(path, "cpu", mmap=True)
         if "dims" not in ckpt:
             raise ValueError(f"{path}: not an openai-whisper checkpoint (no 'dims' entry)")
         return whisper_spec(str(path), str(path), ckpt["dims"])
