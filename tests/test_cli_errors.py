@@ -111,3 +111,22 @@ def test_stages_and_workers_follow_the_same_policy(capsys):
 
     with pytest.raises(ValueError, match="invariant"):
         run_reporting(bug, "train k")
+
+
+def test_bad_settings_are_one_line_that_names_the_key(tmp_path):
+    """Out-of-range or unknown training settings: one `error:` line naming the key and the fix,
+    before a run directory exists."""
+    data, cache = make_er_suite(tmp_path, sizes={"train": 8, "dev": 4, "test": 4})
+    cases = {
+        "interface_args.bogus=1": "interface_args.bogus: interface `ws` takes no such argument",
+        "train.lr=-1": "train.lr=-1.0 must be a finite number above 0",
+        "train.lr=.nan": "train.lr=nan must be a finite number above 0",
+        "train.tier=bogus": "train.tier='bogus': use one of auto, gpu, pinned, mmap",
+        "train.steps=abc": "train.steps='abc' is not a valid int",
+    }
+    for setting, want in cases.items():
+        args = [*_train_args(data, cache, tmp_path / "run"), "--set", setting]
+        r = CliRunner().invoke(app, args)
+        lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+        assert r.exit_code == 1 and len(lines) == 1 and want in lines[0], (setting, r.output)
+        assert "Traceback" not in r.output and not (tmp_path / "run").exists()

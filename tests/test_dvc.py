@@ -198,7 +198,8 @@ FAKE_LIBS = {
     "pipeline/layers.py": "def parse_layers(spec, n):\n    return list(range(n))\n",
     "pipeline/data/manifest.py": "def read_manifests(path):\n    return []\n",
     # the registries (the real ones import torch); the module files beside them are real copies
-    "pipeline/interfaces/__init__.py": "",
+    "pipeline/interfaces/__init__.py": "class _Interface:\n    def __init__(self, shapes, frame_rates=None, **kwargs):\n"
+    "        pass\n\ndef interface_class(name, where=''):\n    return _Interface\n",
     "pipeline/tasks/__init__.py": "class _Task:\n    demo = {}\n    recipe = {}\n\n"
     "def task_class(name, where=''):\n    return _Task\n",
     "pipeline/device.py": "def resolve_device(name):\n    return 'cpu'\n",

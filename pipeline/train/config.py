@@ -16,6 +16,8 @@ Values are parsed as YAML, then coerced to the field's type.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ import yaml
 
 from pipeline import names
 from pipeline.errors import UserError
+from pipeline.feed.tiers import TIERS
+from pipeline.interfaces import interface_class
 from pipeline.names import DEFAULTS_LAYERS
 from pipeline.tasks import task_class
 
@@ -254,6 +258,18 @@ def validate(cfg: RunConfig) -> None:
     for name in ("steps", "batch_size", "accum", "eval_every"):
         if getattr(t, name) < (0 if name == "steps" else 1):
             raise ConfigError(f"train.{name}={getattr(t, name)} is out of range")
+    for name in ("warmup", "patience", "num_workers", "threads"):
+        if getattr(t, name) < 0:
+            raise ConfigError(f"train.{name}={getattr(t, name)} must be 0 or more")
+    if not (math.isfinite(t.lr) and t.lr > 0):
+        raise ConfigError(f"train.lr={t.lr} must be a finite number above 0, e.g. train.lr=1e-3")
+    for name in ("weight_decay", "grad_clip"):
+        v = getattr(t, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise ConfigError(f"train.{name}={v} must be a finite number, 0 or more")
+    if t.tier not in TIERS:
+        raise ConfigError(f"train.tier={t.tier!r}: use one of {', '.join(TIERS)}")
+    _check_interface_args(cfg)
     if cfg.stores and len(cfg.stores) != len(cfg.models):
         named = all("=" in s for s in cfg.stores)
         if not named:
@@ -261,6 +277,22 @@ def validate(cfg: RunConfig) -> None:
                 f"{len(cfg.stores)} --store path(s) for {len(cfg.models)} model(s): give one per model, "
                 "in order, or as NAME=PATH"
             )
+
+
+def _check_interface_args(cfg: RunConfig) -> None:
+    """Refuse `interface_args` the interface's class does not take (names the key, lists the
+    ones it takes), before anything is written."""
+    cls = interface_class(cfg.interface, "--interface")
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    takes = [n for n in params if n not in ("self", "shapes", "frame_rates")]
+    unknown = sorted(set(cfg.interface_args) - set(takes))
+    if unknown:
+        raise ConfigError(
+            f"interface_args.{unknown[0]}: interface `{cfg.interface}` takes no such argument "
+            f"(it takes: {', '.join(takes) or 'none'})"
+        )
 
 
 def identity(cfg: RunConfig) -> dict[str, Any]:
