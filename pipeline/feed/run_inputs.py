@@ -14,6 +14,7 @@ durations disagree with the store's frame counts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -65,10 +66,34 @@ def describe_inputs(
             for m, s in zip(models, stores, strict=True)
         },
         "splits": {
-            k: {"path": str(data_dir / f"{k}.jsonl"), "utterances": len(v), "hash": split_hash(v)}
+            k: {
+                "path": str(data_dir / f"{k}.jsonl"),
+                "utterances": len(v),
+                "hash": split_hash(v),
+                "labels": label_digests(v),
+            }  # fmt: skip
             for k, v in splits.items()
         },
+        "lists": {p.name: _file_digest(p) for p in sorted(Path(data_dir).glob("*.tsv"))},
     }
+
+
+LABEL_FIELDS = ("text", "language", "speaker", "emotion", "fold")  # what tasks read of an utterance
+
+
+def label_digests(utts: Sequence[Utterance]) -> dict[str, dict[str, str]]:
+    """{field: {utterance id: 8-hex digest of its value}} for every label field the split sets:
+    a changed transcript, language, speaker, emotion or fold is found and named on resume."""
+    out: dict[str, dict[str, str]] = {}
+    for f in LABEL_FIELDS:
+        values = {u.id: getattr(u, f) for u in utts if getattr(u, f) is not None}
+        if values:
+            out[f] = {i: hashlib.sha1(str(v).encode()).hexdigest()[:8] for i, v in values.items()}
+    return out
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def write_inputs(run_dir: Path, inputs: dict) -> Path:
@@ -118,6 +143,23 @@ def compare_inputs(
                 problems.append(
                     f"manifest {cur['path']}: its utterances (ids, durations or audio file sizes) "
                     f"changed since the run was trained ({old['utterances']} -> {cur['utterances']} utterances)"  # fmt: skip
+                )
+            if old is None or "labels" not in old:
+                continue  # recorded before labels were: nothing to compare
+            for field in sorted(set(old["labels"]) | set(cur["labels"])):
+                a, b = old["labels"].get(field, {}), cur["labels"].get(field, {})
+                changed = sorted(i for i in set(a) | set(b) if a.get(i) != b.get(i))
+                if changed:
+                    problems.append(
+                        f"manifest {cur['path']}: `{field}` changed for {len(changed)} "
+                        f"utterance(s) since the run was trained: {_some(changed)}"
+                    )
+        for name in sorted(set(recorded.get("lists", {})) | set(current.get("lists", {}))):
+            if "lists" in recorded and recorded["lists"].get(name) != current.get("lists", {}).get(
+                name
+            ):
+                problems.append(
+                    f"the list {name} of the data dir changed since the run was trained"
                 )
     if problems:
         raise InputsChanged(
