@@ -203,6 +203,8 @@ FAKE_LIBS = {
     "pipeline/tasks/__init__.py": "class _Task:\n    demo = {}\n    recipe = {}\n\n"
     "def task_class(name, where=''):\n    return _Task\n",
     "pipeline/device.py": "def resolve_device(name):\n    return 'cpu'\n",
+    "pipeline/feed/__init__.py": "",
+    "pipeline/feed/tiers.py": "TIERS = ('auto', 'gpu', 'pinned', 'mmap')\n",
     "pipeline/data/synth.py": FAKE_SYNTH,
     "pipeline/report/__init__.py": FAKE_REPORT.replace("@ROOT@", str(ROOT)),
     "pipeline/analysis/suite.py": FAKE_ANALYSIS,
@@ -214,7 +216,7 @@ FAKE_LIBS = {
     "def train_packed(cfgs, progress=False, force=False):\n    raise NotImplementedError\n",
 }
 # the real code the fake repo runs: the stage files, the plan, the glue and the name table
-REAL = ("stages", "pipeline/__init__.py", "pipeline/errors.py", "pipeline/names.py", "pipeline/plan",
+REAL = ("stages", "pipeline/__init__.py", "pipeline/errors.py", "pipeline/names.py", "pipeline/paths.py", "pipeline/plan",
         "pipeline/extract/from_plan.py", "pipeline/train/__init__.py", "pipeline/train/config.py",
         "pipeline/train/from_plan.py", "pipeline/store/usage.py", "pipeline/grid",
         "pipeline/interfaces", "pipeline/tasks")  # fmt: skip
