@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine (Python >= 3.10, root or sudo, no GPU needed).
 # Installs the Debian packages the project needs, creates .venv and installs the project with
-# its pinned dependencies. A second run touches neither apt nor pip:
+# its pinned dependencies (transformers 4.x in .venv, 5.x in the overlay directory
+# .venv/overlays/transformers5 that tests/test_transformers_majors.py puts on PYTHONPATH).
+# A second run touches neither apt nor pip:
 #   - Debian: each package of DEBIAN_PACKAGES is asked of dpkg (`dpkg-query -W`), one at a
 #     time, and apt runs only for those not installed (no pipes: nothing can race or SIGPIPE);
 #   - Python: a stamp in .venv records a hash of pyproject.toml and of the pip steps below;
@@ -48,10 +50,20 @@ pipq() {
 # The pip steps. Their text is part of the stamp: changing them reinstalls.
 install_python_packages() {
   pipq .venv/bin/python -m pip install -q --upgrade pip
-  # torch and torchaudio must match: 2.9.1 is the newest pair whose torchaudio still ships the
-  # functional API we use; PyPI serves the CUDA build, which also runs on CPU.
-  pipq .venv/bin/python -m pip install -q "torch==2.9.1" "torchaudio==2.9.1"
-  pipq .venv/bin/python -m pip install -q -e ".[dev]"
+  # torch and torchaudio must match: torchaudio 2.11.1 (its newest release) asks for torch>=2.11
+  # and runs on torch 2.14.1, the newest that pip takes on these machines (resample output equal
+  # to 2.9.1's); PyPI serves the CUDA build, which also runs on CPU.
+  pipq .venv/bin/python -m pip install -q "torch==2.14.1" "torchaudio==2.11.1"
+  # The venv keeps transformers 4.x; pyproject accepts 5.x too, which goes in the overlay below.
+  pipq .venv/bin/python -m pip install -q -e ".[dev]" "transformers<5"
+  # transformers 5 for tests/test_transformers_majors.py, without a second venv: only the packages
+  # whose 5.x needs differ from the venv's, put first on PYTHONPATH (5.23 needs Python 3.11;
+  # 5.20.2 is the last for 3.10; both take these pins).
+  rm -rf .venv/overlays/transformers5
+  pipq .venv/bin/python -m pip install -q --no-deps --target .venv/overlays/transformers5 \
+    "transformers==5.23.0; python_version >= '3.11'" "transformers==5.20.2; python_version < '3.11'" \
+    "huggingface_hub==1.33.0" "tokenizers==0.23.3" "httpx==0.29.0" "httpcore==1.0.9" "h11==0.16.0" \
+    "anyio==4.16.0"
 }
 
 todo=0

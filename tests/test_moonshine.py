@@ -197,3 +197,28 @@ def test_encoder_states_stock_forward_agrees(up, speech):
 def test_load_from_missing_dir_says_what(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_moonshine_encoder(str(tmp_path))
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_config_written_by_either_major_reads_alike(tmp_path, flat):
+    """transformers 5 writes the rotary settings only as rope_parameters, which 4.x ignores (it
+    would fall back to partial_rotary_factor 0.9); moonshine_config reads both forms right."""
+    import json
+
+    from transformers import MoonshineConfig
+    from transformers.models.moonshine.modeling_moonshine import MoonshineEncoder
+
+    from pipeline.upstreams.moonshine import moonshine_config, write_portable_config
+
+    MoonshineConfig(**OFFLINE_MOONSHINE[NAME][2]).save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    rope = {"rope_theta": 10000.0, "partial_rotary_factor": 0.62, "rope_type": "default"}
+    for key in ("rope_theta", "partial_rotary_factor", "rope_scaling"):
+        raw.pop(key, None)
+    (tmp_path / "config.json").write_text(json.dumps({**raw, "rope_parameters": rope}))  # as 5.x
+    if flat:
+        write_portable_config(tmp_path)
+        raw = json.loads((tmp_path / "config.json").read_text())
+        assert (raw["rope_theta"], raw["partial_rotary_factor"]) == (10000.0, 0.62)
+    encoder = MoonshineEncoder(moonshine_config(tmp_path))
+    assert encoder.rotary_emb.inv_freq.numel() == 16  # int(52 * 0.62) = 32 rotated dims

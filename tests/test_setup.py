@@ -19,6 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / "scripts" / "setup.sh"
+OVERLAY = ".venv/overlays/transformers5"  # transformers 5, for tests/test_transformers_majors.py
+N_PIP = 4  # pip steps: pip itself, torch + torchaudio, the project, the overlay
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
@@ -79,13 +81,14 @@ def test_pip_runs_once_then_never_and_apt_never(clone):
     first = _run(clone)
     assert first.returncode == 0, first.stderr
     pip = [x for x in _calls(clone) if x.startswith("python")]
-    assert len(pip) == 3 and "torch==2.9.1 torchaudio==2.9.1" in pip[1] and "-e .[dev]" in pip[2]
+    assert len(pip) == N_PIP and "torch==2.14.1 torchaudio==2.11.1" in pip[1]
+    assert "-e .[dev] transformers<5" in pip[2] and f"--target {OVERLAY} transformers==5" in pip[3]
     assert (clone["repo"] / ".venv" / ".setup-stamp").is_file()
     for _ in range(20):
         again = _run(clone)
         assert again.returncode == 0, again.stderr
         assert again.stdout == "" and again.stderr == ""
-    assert len(_calls(clone)) == 3  # no further pip, no apt-get, no sudo
+    assert len(_calls(clone)) == N_PIP  # no further pip, no apt-get, no sudo
     assert _run(clone, "--check").returncode == 0
 
 
@@ -106,12 +109,25 @@ chmod +x .venv/bin/python
     assert res.returncode == 0, res.stderr
     assert _calls(clone)[0] == "venv -m venv .venv"
     pip = _calls(clone)[1:]
-    assert [x.split(" install -q ")[-1] for x in pip] == [
+    args = [x.split(" install -q ")[-1] for x in pip]
+    assert args[:3] == [
         "--upgrade pip",
-        "torch==2.9.1 torchaudio==2.9.1",
-        "-e .[dev]",
+        "torch==2.14.1 torchaudio==2.11.1",
+        "-e .[dev] transformers<5",
     ]
-    assert _run(clone, PYTHON=str(py)).returncode == 0 and len(_calls(clone)) == 4
+    assert len(args) == N_PIP and args[3].startswith(f"--no-deps --target {OVERLAY} ")
+    assert _run(clone, PYTHON=str(py)).returncode == 0 and len(_calls(clone)) == N_PIP + 1
+
+
+def test_the_overlay_is_made_anew_when_pip_runs(clone):
+    """A stale overlay (another transformers 5 pin) is removed before pip fills it again."""
+    _fake_dpkg(clone, _debian_packages())
+    stale = clone["repo"] / OVERLAY / "transformers-5.0.0.dist-info"
+    stale.mkdir(parents=True)
+    assert _run(clone).returncode == 0
+    assert not stale.exists() and len(_calls(clone)) == N_PIP
+    stale.mkdir(parents=True)
+    assert _run(clone).returncode == 0 and stale.exists()  # stamp current: nothing touched
 
 
 def test_only_missing_debian_packages_are_installed(clone):
@@ -147,14 +163,14 @@ def test_stamp_follows_pyproject_not_the_debian_list(clone):
     script = clone["repo"] / "scripts" / "setup.sh"
     script.write_text(script.read_text().replace('DEBIAN_PACKAGES="', 'DEBIAN_PACKAGES="flite ', 1))
     assert _run(clone).returncode == 0
-    assert len(_calls(clone)) == 3  # a new Debian package reinstalls no Python package
+    assert len(_calls(clone)) == N_PIP  # a new Debian package reinstalls no Python package
     pyproject = clone["repo"] / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "\n# changed\n")
     check = _run(clone, "--check")
     assert check.returncode == 1 and "would install Python packages" in check.stdout
-    assert len(_calls(clone)) == 3  # --check installs nothing
+    assert len(_calls(clone)) == N_PIP  # --check installs nothing
     assert _run(clone).returncode == 0
-    assert len(_calls(clone)) == 6
+    assert len(_calls(clone)) == 2 * N_PIP
 
 
 def _burn(seconds: float) -> subprocess.Popen:
@@ -179,7 +195,9 @@ def test_real_dpkg_checks_never_call_apt_under_load(clone):
         for b in burners:
             b.kill()
             b.wait()
-    assert len(_calls(clone)) == 3 and not any(x.startswith(("apt", "sudo")) for x in _calls(clone))
+    assert len(_calls(clone)) == N_PIP and not any(
+        x.startswith(("apt", "sudo")) for x in _calls(clone)
+    )
 
 
 def test_this_checkout_once_set_up_touches_neither_apt_nor_pip(tmp_path):
