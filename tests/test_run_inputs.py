@@ -18,7 +18,9 @@ def _swap_emotions(path) -> list[str]:
     """Rotate the emotion labels of a manifest (ids, durations, files unchanged); the ids changed."""
     utts = read_manifest(path, check_files=False)
     labels = [u.emotion for u in utts]
-    new = [dataclasses.replace(u, emotion=labels[(i + 1) % len(labels)]) for i, u in enumerate(utts)]
+    new = [
+        dataclasses.replace(u, emotion=labels[(i + 1) % len(labels)]) for i, u in enumerate(utts)
+    ]
     write_manifest(path, new)
     return sorted(u.id for u, n in zip(utts, new, strict=True) if u.emotion != n.emotion)
 
