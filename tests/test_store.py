@@ -210,3 +210,24 @@ def test_reader_is_a_feature_source(tmp_path):
     r = open_store(path)
     assert isinstance(r, FeatureSource)
     assert r.length("utt001") == len(r["utt001"]) and r.path == str(path)
+
+
+def test_force_never_deletes_a_zarr_group_that_is_not_a_store(tmp_path):
+    """A folder holding only a zarr.json of someone else's group (user attributes) is refused
+    by --force, untouched; a store's own entries (or an interrupted creation's) are removed."""
+    import json
+
+    from pipeline.store import StoreError, remove_store
+
+    other = tmp_path / "mine.zarr"
+    other.mkdir()
+    doc = {"zarr_format": 3, "node_type": "group", "attributes": {"experiment": "keep me"}}
+    (other / "zarr.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match="zarr group of something else"):
+        remove_store(other)
+    assert json.loads((other / "zarr.json").read_text()) == doc
+    interrupted = tmp_path / "new.zarr"
+    interrupted.mkdir()
+    (interrupted / "zarr.json").write_text(json.dumps({**doc, "attributes": {}}))
+    remove_store(interrupted)
+    assert not interrupted.exists()

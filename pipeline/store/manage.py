@@ -10,9 +10,11 @@ import zarr
 from pipeline.store.errors import StoreError, StoreLocked
 from pipeline.store.lock import FileLock
 from pipeline.store.meta import (
+    FORMAT,
     META_LOCK,
     _is_local,
     _local,
+    foreign_group,
     part_name,
     part_tmp_name,
     unexpected_entries,
@@ -44,6 +46,13 @@ def remove_store(path: str | Path) -> None:
         raise StoreError(
             f"--force refused: {p} holds entries that are not part of a feature store ({shown}); nothing was deleted",  # fmt: skip
             "if it is the store you meant, move those entries out first; else pick another --out",
+        )
+    other = foreign_group(p)
+    if other is not None:
+        raise StoreError(
+            f"--force refused: {p} is a zarr group of something else ({other}); nothing was deleted",  # fmt: skip
+            "pick another --out; --force deletes feature stores only (their zarr.json says "
+            f"format: {FORMAT})",
         )
     held: list[FileLock] = []
     try:

@@ -66,6 +66,20 @@ def check_adoptable(path: str | Path) -> None:
         )
 
 
+def foreign_group(p: Path) -> str | None:
+    """What `p/zarr.json` says when it belongs to something other than a feature store (other
+    attributes, or another format), else None: no zarr.json, this format, or the empty
+    attributes of a store whose creation was interrupted before they were written."""
+    try:
+        doc = json.loads((p / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return None
+    attrs = doc.get("attributes") if isinstance(doc, dict) else None
+    if not attrs or not isinstance(attrs, dict) or attrs.get("format") == FORMAT:
+        return None
+    return f"attributes {sorted(attrs)[:5]}, format {attrs.get('format')!r}"
+
+
 def _is_store(p: Path) -> bool:
     try:
         return (
