@@ -231,3 +231,24 @@ def test_force_never_deletes_a_zarr_group_that_is_not_a_store(tmp_path):
     (interrupted / "zarr.json").write_text(json.dumps({**doc, "attributes": {}}))
     remove_store(interrupted)
     assert not interrupted.exists()
+
+
+def test_a_store_whose_index_chunks_are_gone_says_so(tmp_path):
+    """Deleted index chunks read back as empty ids: the error names the part and the fix, not
+    `utterance  appears in two parts`; a deleted index array is one clear error too."""
+    import shutil
+
+    from pipeline.store import StoreError, open_store
+    from tests.train_fixtures import make_er_suite
+
+    _, cache = make_er_suite(tmp_path, sizes={"train": 6})
+    store = cache / "up_a.zarr"
+    (part,) = [p for p in store.iterdir() if p.name.startswith("part-")]
+    for chunk in (part / "ids" / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.unlink()
+    with pytest.raises(StoreError, match=r"empty utterance id\(s\) in its index.*--force"):
+        open_store(store)
+    shutil.rmtree(part / "offsets")
+    with pytest.raises(StoreError, match=r"lost its index array 'offsets'.*--force"):
+        open_store(store)

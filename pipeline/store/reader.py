@@ -191,13 +191,29 @@ class StoreReader:
             if "scales" not in root:
                 raise StoreError(f"{path}: {self.encoding} store without its `scales` array (killed before calibration finished?); rerun the same `pipeline extract` command")  # fmt: skip
             self.scales = np.asarray(root["scales"][...], dtype=np.float32)
-        self.parts = [_Part(self.path, root[n], mode, self.stored_dtype) for n in names if n in root]  # fmt: skip
+        self.parts = []
+        for n in names:
+            if n in root:
+                try:
+                    self.parts.append(_Part(self.path, root[n], mode, self.stored_dtype))
+                except KeyError as e:  # an index array (ids, offsets, lengths, frames) is gone
+                    raise StoreError(
+                        f"{path}: part {n} has lost its index array {e}; the store is damaged",
+                        "rebuild it: rerun the `pipeline extract` command with --force",
+                    ) from None
         self.missing_parts = [n for n in names if n not in root]
         self._index: dict[str, tuple[int, int, int]] = {}
         for p_i, p in enumerate(self.parts):
+            if "" in p.ids:  # zarr reads a deleted index chunk as its fill value, ""
+                raise StoreError(
+                    f"{path}: part {p.name} has {p.ids.count('')} empty utterance id(s) in its "
+                    "index: its index chunks were deleted or damaged",
+                    "rebuild it: rerun the `pipeline extract` command with --force",
+                )
             for uid, o, n in zip(p.ids, p.offsets.tolist(), p.lengths.tolist(), strict=True):
                 if uid in self._index:
-                    raise StoreError(f"{path}: utterance {uid} appears in two parts; rebuild with --force")  # fmt: skip
+                    where = "twice in its part" if self._index[uid][0] == p_i else "in two parts"
+                    raise StoreError(f"{path}: utterance {uid} appears {where}; rebuild with --force")  # fmt: skip
                 self._index[uid] = (p_i, o, n)
         self.ids: list[str] = list(self._index)
         self.failed: list[dict] = [f for p in self.parts for f in p.attrs.get("failed", [])]
