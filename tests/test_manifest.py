@@ -115,3 +115,14 @@ def test_trials_round_trip_and_errors(tmp_path):
     p.write_text("2\ta\tb\n")
     with pytest.raises(ManifestError, match="trials.tsv:1"):
         read_trials(p)
+
+
+@pytest.mark.parametrize("duration", ["Infinity", "NaN", "-1", "0", '"abc"'])
+def test_a_duration_that_is_not_seconds_names_the_line(tmp_path, duration):
+    path = tmp_path / "train.jsonl"
+    path.write_text(
+        '{"id": "a", "path": "a.wav", "duration": 1.0, "sample_rate": 16000, "split": "train"}\n'
+        f'{{"id": "b", "path": "b.wav", "duration": {duration}, "sample_rate": 16000, "split": "train"}}\n'
+    )
+    with pytest.raises(ManifestError, match=r"train\.jsonl.*2.*duration"):
+        read_manifest(path, check_files=False)

@@ -252,3 +252,15 @@ def test_a_store_whose_index_chunks_are_gone_says_so(tmp_path):
     shutil.rmtree(part / "offsets")
     with pytest.raises(StoreError, match=r"lost its index array 'offsets'.*--force"):
         open_store(store)
+
+
+def test_force_on_a_file_is_refused_untouched(tmp_path):
+    from pipeline.store import StoreError, remove_store
+
+    f = tmp_path / "some_file.txt"
+    f.write_text("notes")
+    with pytest.raises(
+        StoreError, match=r"some_file.txt is a file, not a feature store.*another --out"
+    ):
+        remove_store(f)
+    assert f.read_text() == "notes"

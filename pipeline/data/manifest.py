@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,15 @@ class Utterance:
         missing = [k for k in ("id", "path", "duration", "sample_rate", "split") if k not in d]
         if missing:
             raise ManifestError(f"{where}: missing required field(s) {missing}")
+        try:
+            duration = float(d["duration"])
+        except (TypeError, ValueError):
+            raise ManifestError(f"{where}: duration {d['duration']!r} is not a number of seconds") from None
+        if not math.isfinite(duration) or duration <= 0:
+            raise ManifestError(
+                f"{where}: duration {d['duration']!r} must be a finite number of seconds above 0 "
+                "(fix the manifest, or remove the utterance)"
+            )
         return cls(**d)
 
     def resolve(self, root: Path) -> Path:

@@ -40,6 +40,9 @@ def remove_store(path: str | Path) -> None:
     p = _local(path)
     if not p.exists():
         return
+    if not p.is_dir():
+        raise StoreError(f"--force refused: {p} is a file, not a feature store; nothing was deleted",
+                         "pick another --out (a store is a folder, e.g. cache/<suite>/<task>/<upstream>.zarr)")  # fmt: skip
     extra = unexpected_entries(p)
     if extra:
         shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
