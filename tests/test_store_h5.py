@@ -162,3 +162,20 @@ def test_cache_info_and_verify_name_an_hdf5_export(tmp_path):
         assert res.exit_code == 1, res.output
         out = " ".join(res.output.split())  # rich wraps long lines
         assert "HDF5 export" in out and "Traceback" not in out
+
+
+def test_a_deleted_utterance_dataset_is_one_clear_error(tmp_path):
+    import h5py
+
+    from pipeline.store import StoreError
+    from pipeline.store.h5 import dataset_name
+
+    src = _store(tmp_path / "s.zarr")
+    export_h5(src, tmp_path / "s.h5", progress=False)
+    with h5py.File(tmp_path / "s.h5", "a") as f:
+        del f["utterances"][dataset_name("a-1")]
+    h = open_h5_store(tmp_path / "s.h5")
+    with pytest.raises(
+        StoreError, match=r"'a-1' is in the index but its dataset .* is gone.*re-export"
+    ):
+        h["a-1"]

@@ -124,7 +124,15 @@ class H5StoreReader:
     def __getitem__(self, uid: str) -> np.ndarray:
         """(T, L, D) hidden states of utterance `uid`, frames-major, in the file's dtype."""
         self.length(uid)  # a clear KeyError for unknown ids
-        return self._group[dataset_name(uid)][()]
+        try:
+            ds = self._group[dataset_name(uid)]
+        except KeyError:
+            raise StoreError(
+                f"{self.path}: utterance {uid!r} is in the index but its dataset "
+                f"utterances/{dataset_name(uid)} is gone; the file is damaged",
+                "re-export it with `pipeline cache export STORE FILE --force`",
+            ) from None
+        return ds[()]
 
     def raw(self, uid: str) -> np.ndarray:
         """(T, L, D) stored values of `uid`: the same floats as `reader[uid]`."""
