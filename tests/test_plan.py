@@ -419,3 +419,24 @@ def test_the_printed_command_builds_the_config_the_stage_runs(default_params):
                 device=opt("--device"),
             )  # fmt: skip
             assert by_hand == run_config(exp, run), run.key
+
+
+def test_a_bad_value_in_the_experiment_names_its_key_path(default_params):
+    """A run of the plan refuses a bad value naming the experiment file and the key it came
+    from (tasks.er.train.lr), not `--set`; and a bad interface argument likewise."""
+    from pipeline.train.config import ConfigError
+    from pipeline.train.from_plan import run_config
+
+    raw = read_experiment_mapping(default_params)
+    raw["tasks"]["er"]["train"]["lr"] = -1
+    raw["interfaces"]["hconv"]["bogus"] = 1
+    exp = parse_experiment(raw, "params.yaml")
+    runs = make_plan(exp).runs
+    with pytest.raises(
+        ConfigError, match=r"^params.yaml: tasks.er.train.lr: train.lr=-1.0 must be"
+    ):
+        run_config(exp, runs["whisper_base-ws-er-s0"])
+    with pytest.raises(
+        ConfigError, match=r"^params.yaml: interfaces.hconv.bogus: interface_args.bogus"
+    ):
+        run_config(exp, runs["whisper_base-hconv-sv-s0"])

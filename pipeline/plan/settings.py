@@ -24,19 +24,31 @@ def train_settings(exp: Experiment, run: Run) -> dict[str, Any]:
     `defaults`, `train`, the column's `train`, the run's seed, the run's task settings (`set`
     and its expansion), the column's `args`, the interface's keyword arguments.
     """
+    return {k: v for k, (v, _) in _settings(exp, run).items()}
+
+
+def settings_origins(exp: Experiment, run: Run) -> dict[str, str]:
+    """Where each of `train_settings`' keys comes from in the experiment file, e.g.
+    {"train.lr": "params.yaml: tasks.er.train.lr"}: what a refused value is named by."""
+    return {k: f"{exp.source}: {where}" for k, (_, where) in _settings(exp, run).items()}
+
+
+def _settings(exp: Experiment, run: Run) -> dict[str, tuple[Any, str]]:
     col = exp.tasks[run.column]
-    out: dict[str, Any] = {}
+    out: dict[str, tuple[Any, str]] = {}
     if exp.defaults:  # which of the task's own defaults the runs start from
-        out["defaults"] = exp.defaults
-    for k, v in {**exp.train, **col.train}.items():
-        out[f"train.{k}"] = v
-    out["train.seed"] = run.seed
+        out["defaults"] = (exp.defaults, "defaults")
+    for k, v in exp.train.items():
+        out[f"train.{k}"] = (v, f"train.{k}")
+    for k, v in col.train.items():
+        out[f"train.{k}"] = (v, f"tasks.{run.column}.train.{k}")
+    out["train.seed"] = (run.seed, "seeds")
     for k, v in run.settings.items():
-        out[f"task_args.{k}"] = v
+        out[f"task_args.{k}"] = (v, f"tasks.{run.column}.set.{k} (or its expand)")
     for k, v in col.args.items():
-        out[f"task_args.{k}"] = v
+        out[f"task_args.{k}"] = (v, f"tasks.{run.column}.args.{k}")
     for k, v in exp.interfaces.get(run.interface, {}).items():
-        out[f"interface_args.{k}"] = v
+        out[f"interface_args.{k}"] = (v, f"interfaces.{run.interface}.{k}")
     return out
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,7 +196,7 @@ def resolve_config(
     config: str | Path | None = None,
     sets: list[str] | None = None,
     settings: Mapping[str, Any] | None = None,
-    settings_source: str = "settings",
+    settings_source: str | Mapping[str, str] = "settings",
     stores: list[str] | None = None,
     device: str | None = None,
 ) -> RunConfig:
@@ -203,7 +204,8 @@ def resolve_config(
 
     sets: `key=value` texts (the CLI's `--set`); settings: the same keys with typed values, as
     the experiment plan gives them (applied at the same place of the chain, after `sets`; a bad
-    value is named with `settings_source`, e.g. the params file).
+    value is named with `settings_source`: one text, or one per key, e.g.
+    {"train.lr": "params.yaml: tasks.er.train.lr"}).
     """
     file_cfg: dict[str, Any] = {}
     if config is not None:
@@ -215,7 +217,8 @@ def resolve_config(
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e})") from e
     parsed_sets = [(k, v, "--set") for k, v in (parse_set(s) for s in (sets or []))]
-    parsed_sets += [(k, v, settings_source) for k, v in (settings or {}).items()]
+    where = settings_source if isinstance(settings_source, Mapping) else {}
+    parsed_sets += [(k, v, where.get(k, str(settings_source))) for k, v in (settings or {}).items()]
     # the task and the defaults layer decide which defaults apply, so find them first
     given = {k: v for k, v, _ in parsed_sets}
     task_name = task or given.get("task") or file_cfg.get("task") or RunConfig.task
@@ -242,7 +245,14 @@ def resolve_config(
         cfg.stores = [str(s) for s in stores]
     if device is not None:  # an explicit --device (auto included) beats a file or --set
         cfg.train.device = device
-    validate(cfg)
+    try:
+        validate(cfg)
+    except ConfigError as e:  # name where a refused value came from (params.yaml's key path)
+        m = re.match(r"([a-z_]+(?:\.[a-z_]+)?)[=:]", str(e))
+        origin = {k: w for k, _, w in parsed_sets}.get(m.group(1)) if m else None
+        if origin is None or origin == "--set":
+            raise
+        raise ConfigError(f"{origin}: {e}") from None
     return cfg
 
 

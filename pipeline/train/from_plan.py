@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.paths import store_path
 from pipeline.plan import Experiment, Run
-from pipeline.plan.settings import run_dir, train_settings
+from pipeline.plan.settings import run_dir, settings_origins, train_settings
 from pipeline.store.usage import Reading
 from pipeline.train.config import RunConfig, resolve_config
 from pipeline.train.loop import train
@@ -26,7 +26,7 @@ def run_config(exp: Experiment, run: Run, device: str | None = None) -> RunConfi
     return resolve_config(
         interface=run.interface, models=list(run.models), task=run.task, data=run.data,
         cache=run.cache, out=run_dir(exp, run), settings=train_settings(exp, run),
-        settings_source=f"{exp.source}: the settings of run {run.key}", device=device or exp.device,
+        settings_source=settings_origins(exp, run), device=device or exp.device,
     )  # fmt: skip
 
 
