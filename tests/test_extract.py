@@ -368,3 +368,22 @@ def test_local_shards_write_the_store_one_process_writes(tiny_suite, tmp_path):
         replace(cfg, out=str(tmp_path / "two.zarr")), 2
     )  # resumes: nothing to do
     assert (again.written, again.already) == (0, 8)
+
+
+def test_a_missing_file_fails_its_utterance_and_a_wrong_duration_warns(tmp_path):
+    """A missing audio file is skipped and listed like an unreadable one (the rest is
+    extracted); a clip whose manifest duration is 3 s off is extracted with a warning."""
+    import dataclasses
+
+    from pipeline.data.manifest import read_manifest
+
+    data = make_data(tmp_path / "d")
+    utts = read_manifest(data / "train.jsonl", check_files=False)
+    (data / f"{utts[0].id}.wav").unlink()
+    utts[1] = dataclasses.replace(utts[1], duration=utts[1].duration + 3.0)
+    write_manifest(data / "train.jsonl", utts)
+    res = run(cfg_for(data, tmp_path / "s.zarr", batch_seconds=100.0), upstream=FakeUpstream())
+    assert [f["id"] for f in res.failed] == [utts[0].id]
+    assert [w["id"] for w in res.warnings] == [utts[1].id]
+    assert "fix the manifest's duration" in res.warnings[0]["reason"]
+    assert res.written == len(utts) - 1 and open_store(tmp_path / "s.zarr").complete

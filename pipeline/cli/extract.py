@@ -104,6 +104,8 @@ def extract(
     written = sum(r.written for r in results)
     already = sum(r.already for r in results)
     failed = [f for r in results for f in r.failed]
+    for w in [w for r in results for w in r.warnings][:20]:
+        console.print(f"  [yellow]warning[/yellow] {w['id']}: {w['reason']}", highlight=False)
     secs = sum(r.audio_seconds for r in results)
     wall = max(r.wall_seconds for r in results)
     console.print(

@@ -97,6 +97,8 @@ class ExtractResult:
     written: int = 0  # utterances written by this run
     already: int = 0  # utterances found done (committed or failed) by an earlier run
     failed: list[dict] = field(default_factory=list)  # [{id, reason}] of this run
+    # [{id, reason}]: extracted, but the audio's length disagrees with the manifest's duration
+    warnings: list[dict] = field(default_factory=list)
     audio_seconds: float = 0.0  # audio processed by this run
     wall_seconds: float = 0.0
 
@@ -185,7 +187,8 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
     device = resolve_device(cfg.device)
     if not cfg.force:
         check_adoptable(cfg.out)  # before the model loads: a folder that is not a store
-    utts = read_manifests(cfg.data)
+    # a missing audio file fails that utterance only (listed, as an unreadable one is)
+    utts = read_manifests(cfg.data, check_files=False)
     encoding = check_encoding(cfg.encoding)
     up = _get_upstream(cfg, upstream, device)
     layers = parse_layers(cfg.layers, up.spec.num_layers)
@@ -234,6 +237,7 @@ def run(cfg: ExtractConfig, upstream=None) -> ExtractResult:
                     results, failed = _run_batch(up, loaded, device, enc)
                 results = [r for r in results if r[0] not in done]
                 failed = [f for f in failed if f[0] not in done]
+                res.warnings += duration_warnings(loaded, sr, done)
                 aw.put((results, failed))
                 res.written += len(results)
                 res.failed += [{"id": u, "reason": r} for u, r in failed]
@@ -321,6 +325,24 @@ def cpu_shards(cfg: ExtractConfig) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+DURATION_TOLERANCE = 0.5  # seconds (plus 5 %) a clip may differ from its manifest's duration
+
+
+def duration_warnings(loaded: list, sr: int, done: set | frozenset = frozenset()) -> list[dict]:
+    """[{id, reason}] for the decoded clips of a batch whose length disagrees with the manifest's
+    duration by more than DURATION_TOLERANCE (+5 %): the store keeps the audio's frames, and
+    training would refuse the manifest (pipeline/feed/run_inputs.py: check_agreement)."""
+    out = []
+    for u, wav, _ in loaded:
+        if wav is None or u.id in done:
+            continue
+        seconds = len(wav) / sr
+        if abs(seconds - float(u.duration)) > DURATION_TOLERANCE + 0.05 * float(u.duration):
+            out.append({"id": u.id, "reason": f"the manifest says {float(u.duration):.2f} s, "
+                        f"the audio is {seconds:.2f} s: fix the manifest's duration"})  # fmt: skip
+    return out
+
+
 def run_local_shards(cfg: ExtractConfig, n: int) -> ExtractResult:
     """All n shards of `cfg.out` at once as n single-threaded processes on this machine, merged
     into one result. The store is the one a single process writes (same batches, same values);
@@ -334,6 +356,7 @@ def run_local_shards(cfg: ExtractConfig, n: int) -> ExtractResult:
         written=sum(r.written for r in parts),
         already=sum(r.already for r in parts),
         failed=[f for r in parts for f in r.failed],
+        warnings=[w for r in parts for w in r.warnings],
         audio_seconds=sum(r.audio_seconds for r in parts),
         wall_seconds=max(r.wall_seconds for r in parts),
     )

@@ -73,6 +73,10 @@ def extract_store(exp: Experiment, store: Store, device: str | None = None, upst
                 res = run(replace(ecfg, force=True), up)
     print(f"{store.store}: {res.written} utterance(s) written, {res.already} already there, "
           f"{len(res.failed)} failed")  # fmt: skip
+    for f in res.failed[:20]:
+        print(f"  failed {f['id']}: {f['reason']}")
+    for w in res.warnings[:20]:
+        print(f"  warning {w['id']}: {w['reason']}")
     return res
 
 
@@ -92,7 +96,7 @@ def adoptable(ecfg: ExtractConfig, upstream=None) -> tuple[object, int | None]:
         return up, None
     reader = open_store(ecfg.out)
     layers = parse_layers(ecfg.layers, up.spec.num_layers)
-    utts = read_manifests(ecfg.data)
+    utts = read_manifests(ecfg.data, check_files=False)
     want = make_fingerprint(up.spec, up.weights_hash(), ecfg.whisper_mode, manifest_hash(utts),
                             encoding=check_encoding(ecfg.encoding), layers=layers)  # fmt: skip
     return up, (len(reader.ids) if reader.complete and reader.fingerprint == want else None)
