@@ -40,3 +40,25 @@ def test_an_edited_label_is_refused_by_resume_and_evaluate_naming_it(tmp_path):
             attempt()
         assert "test.jsonl" in str(e.value) and changed[0] in str(e.value)
     assert (run / "metrics.json").read_text() == before  # the finished run is not rewritten
+
+
+def test_clips_that_failed_extraction_are_named_with_the_right_fix():
+    """A store lacking utterances because their audio failed extraction: the advice is to drop
+    them from the manifest (re-extracting fails the same way), not to re-extract."""
+    from pipeline.data.manifest import Utterance
+    from pipeline.feed.run_inputs import ManifestStoreMismatch, check_agreement
+
+    class Store:
+        path, frame_rate = "cache/up_a.zarr", 50.0
+        failed = [{"id": "b", "reason": "NaN in the hidden states"}]
+
+        def __contains__(self, uid: str) -> bool:
+            return uid == "a"
+
+        def length(self, uid: str) -> int:
+            return 50
+
+    utts = [Utterance(i, f"{i}.wav", 1.0, 16000, "train") for i in ("a", "b")]
+    with pytest.raises(ManifestStoreMismatch, match=r"failed extraction.*b \(NaN.*drop them from train.jsonl") as e:  # fmt: skip
+        check_agreement([Store()], utts, "train.jsonl")
+    assert "lacks" not in str(e.value)

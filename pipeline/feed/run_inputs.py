@@ -179,6 +179,16 @@ def check_agreement(stores: Sequence[Any], utts: Sequence[Utterance], manifest: 
     for s in stores:
         name = str(getattr(s, "path", s))
         missing = [u.id for u in utts if u.id not in s]
+        failed = {f["id"]: f.get("reason", "") for f in getattr(s, "failed", []) or []}
+        unusable = [i for i in missing if i in failed]
+        if unusable:  # extraction could not use their audio: re-extracting fails the same way
+            shown = _some([f"{i} ({failed[i][:60]})" for i in unusable])
+            problems.append(
+                f"{len(unusable)} utterance(s) of {manifest} failed extraction into store "
+                f"{name}: {shown}. Their audio cannot be used (unreadable, empty or NaN states): "
+                f"drop them from {manifest} (or fix their audio and re-extract with --force)"
+            )
+            missing = [i for i in missing if i not in failed]
         if missing:
             problems.append(
                 f"store {name} lacks {len(missing)} of the {len(utts)} utterances of {manifest}: "
@@ -186,6 +196,7 @@ def check_agreement(stores: Sequence[Any], utts: Sequence[Utterance], manifest: 
                 "`pipeline extract ... --force` on this data dir, or check that --data is the "
                 "manifest the store was extracted from"
             )
+        if unusable or missing:
             continue
         rate = float(s.frame_rate)
         bad = []
