@@ -30,8 +30,10 @@ from pipeline.train.feed import build_setup
 from pipeline.train.loop import reseed, score_split
 
 EVAL_ADVICE = (
-    "Restore the stores the run was trained on (or point --cache/--store at them), or retrain "
-    "the run on the current ones with `pipeline train ... --force`."
+    "For a changed manifest: restore the manifest the run was trained on (or score it on other "
+    "data with --data, which compares no labels). For a changed store: restore it (or point "
+    "--cache/--store at the one it was trained on). Or retrain the run on the current inputs "
+    "with `pipeline train ... --force`."
 )
 
 
