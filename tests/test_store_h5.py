@@ -152,16 +152,15 @@ def test_training_from_hdf5_matches_zarr(tmp_path):
     assert z[1][1] > 0.5  # it learned something (chance 0.25)
 
 
-def test_cache_info_and_verify_name_an_hdf5_export(tmp_path):
+def test_cache_info_names_an_hdf5_export(tmp_path):
     from pipeline.cli import app
 
     src = _store(tmp_path / "s.zarr")
     export_h5(src, tmp_path / "s.h5", progress=False)
-    for cmd in ("info", "verify"):
-        res = CliRunner().invoke(app, ["cache", cmd, str(tmp_path / "s.h5")])
-        assert res.exit_code == 1, res.output
-        out = " ".join(res.output.split())  # rich wraps long lines
-        assert "HDF5 export" in out and "Traceback" not in out
+    res = CliRunner().invoke(app, ["cache", "info", str(tmp_path / "s.h5")])
+    assert res.exit_code == 1, res.output
+    out = " ".join(res.output.split())  # rich wraps long lines
+    assert "HDF5 export" in out and "Traceback" not in out
 
 
 def test_a_deleted_utterance_dataset_is_one_clear_error(tmp_path):
@@ -179,3 +178,30 @@ def test_a_deleted_utterance_dataset_is_one_clear_error(tmp_path):
         StoreError, match=r"'a-1' is in the index but its dataset .* is gone.*re-export"
     ):
         h["a-1"]
+
+
+def test_cache_verify_checks_an_export_dataset_by_dataset(tmp_path):
+    """`pipeline cache verify FILE.h5`: the crc32 written per dataset at export catches a bit
+    flip, a missing dataset is named, and a clean export passes."""
+    import h5py
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.store.h5 import dataset_name, verify_h5
+
+    src = _store(tmp_path / "s.zarr")
+    out = tmp_path / "s.h5"
+    export_h5(src, out, progress=False)
+    ok = CliRunner().invoke(app, ["cache", "verify", str(out)])
+    assert ok.exit_code == 0 and "consistent" in ok.output, ok.output
+    with h5py.File(out, "a") as f:
+        ds = f["utterances"][dataset_name("a-1")]
+        x = ds[()]
+        x.flat[0] = x.flat[0] + 1
+        ds[...] = x  # one value changed, its crc32 attribute kept
+        del f["utterances"][dataset_name("c4")]
+    probs = verify_h5(out)
+    assert any("a-1" in p and "crc32" in p for p in probs), probs
+    assert any("c4" in p and "missing" in p for p in probs), probs
+    bad = CliRunner().invoke(app, ["cache", "verify", str(out)])
+    assert bad.exit_code == 1 and "a-1" in bad.output

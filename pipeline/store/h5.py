@@ -21,6 +21,7 @@ pipeline/store/reader.py that the loader uses (`ids`, `length(id)`, `reader[id] 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,29 @@ class H5StoreReader:
 def open_h5_store(path: str | Path) -> H5StoreReader:
     """Open an HDF5 export (from `pipeline cache export`) read-only."""
     return H5StoreReader(path)
+
+
+def verify_h5(path: str | Path) -> list[str]:
+    """Every problem of an HDF5 export, naming the utterance: a dataset missing, a length that
+    disagrees with the index, values whose crc32 differs from the one written at export (files
+    exported before checksums were written are checked for the rest), NaN or inf."""
+    r = H5StoreReader(path)
+    problems = []
+    try:
+        for uid in r.ids:
+            try:
+                ds = r._group[dataset_name(uid)]
+            except KeyError:
+                problems.append(f"{uid}: dataset utterances/{dataset_name(uid)} is missing")
+                continue
+            x = np.ascontiguousarray(ds[()])
+            if len(x) != r.length(uid):
+                problems.append(f"{uid}: {len(x)} frames, the index says {r.length(uid)}")
+            want = ds.attrs.get("crc32")
+            if want is not None and zlib.crc32(x.tobytes()) != int(want):
+                problems.append(f"{uid}: its values differ from those exported (crc32)")
+            if x.size and not np.isfinite(x).all():
+                problems.append(f"{uid}: NaN or inf values")
+    finally:
+        r.close()
+    return problems

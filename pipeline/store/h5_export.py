@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,9 @@ def export_h5(
                 if not all_states:
                     x = x[:, pos]  # (T, L, D)
                 use = comp if len(x) else None  # HDF5 cannot chunk an empty dataset
-                group.create_dataset(dataset_name(uid), data=x, compression=use)
+                x = np.ascontiguousarray(x)
+                ds = group.create_dataset(dataset_name(uid), data=x, compression=use)
+                ds.attrs["crc32"] = zlib.crc32(x.tobytes())  # of its C-order values (cache verify)
                 lengths.append(len(x))
                 frames += len(x)
                 bar.update(task, advance=1, frames=frames)
