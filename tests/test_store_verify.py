@@ -99,3 +99,24 @@ def test_compressed_store_is_checked_through_zarr(tmp_path):
     f.write_bytes(bytes(b))
     probs = verify_store(str(path))
     assert len(probs) == 1 and "c.2.0.0" in probs[0] and "damaged" in probs[0]
+
+
+def test_verify_reads_finds_a_bit_flip_that_plain_reads_return(tmp_path, monkeypatch):
+    """With PIPELINE_VERIFY_READS=1 a read checks the chunk's crc32: a same-size chunk whose
+    bytes changed is refused naming the chunk file; without it the changed values come back."""
+    from pipeline.store import StoreCorrupt, open_store
+    from tests.train_fixtures import make_er_suite
+
+    _, cache = make_er_suite(tmp_path, sizes={"train": 6})
+    store = cache / "up_a.zarr"
+    r = open_store(store)
+    uid = r.ids[0]
+    good = np.array(r[uid])
+    chunk = next(f for f in store.rglob("frames/c*") if f.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[0] ^= 0x40
+    chunk.write_bytes(bytes(data))
+    assert not np.array_equal(np.array(open_store(store)[uid]), good)  # silently changed
+    monkeypatch.setenv("PIPELINE_VERIFY_READS", "1")
+    with pytest.raises(StoreCorrupt, match="disagree with the checksum recorded at commit"):
+        open_store(store)[uid]

@@ -7,6 +7,8 @@ Errors a user can act on print one message and exit 1 (pipeline/cli/errors.py); 
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from pipeline.cli.errors import ErrorHandlingGroup
@@ -26,8 +28,18 @@ def _main(
     debug: bool = typer.Option(
         False, "--debug", help="Show the full traceback of any error (also PIPELINE_DEBUG=1)."
     ),
+    verify_reads: bool = typer.Option(
+        False,
+        "--verify-reads",
+        help="Check every frame chunk a command reads against its recorded crc32 (also "
+        "PIPELINE_VERIFY_READS=1; inherited by grid workers). Costs one crc32 pass per chunk.",
+    ),
 ) -> None:
     """Cache all hidden layers of frozen speech foundation models, then train fusion interfaces and task heads on the cache."""
+    if verify_reads:
+        from pipeline.store.reader import VERIFY_READS_ENV
+
+        os.environ[VERIFY_READS_ENV] = "1"  # every store opened from now on, and child processes
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import ctypes
 import mmap
 import os
 import sys
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import zarr
 
 from pipeline.encoding import decode, is_8bit, stored_dtype
+from pipeline.store.checksum import padded_chunk
 from pipeline.store.errors import StoreCorrupt, StoreError
 from pipeline.store.h5 import H5StoreReader, is_h5_path, open_h5_store
 from pipeline.store.meta import (
@@ -91,6 +93,14 @@ def _stitch(files: list[Path | None], chunk_bytes: int) -> np.ndarray:
     return arr
 
 
+VERIFY_READS_ENV = "PIPELINE_VERIFY_READS"
+
+
+def verify_reads_requested() -> bool:
+    """PIPELINE_VERIFY_READS set to a true value (`pipeline --verify-reads` sets it)."""
+    return os.environ.get(VERIFY_READS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 class _Part:
     """One part's committed index and a way to read its frames."""
 
@@ -112,6 +122,8 @@ class _Part:
         chunk_bytes = self.C * self.L * self.D * dtype.itemsize
         nchunks = self.nchunks
         self.bad: dict[int, str] = {}  # committed chunk -> what is wrong with its file
+        self.verify_reads = verify_reads_requested()
+        self.verified: set[int] = set()  # chunks whose crc32 this process checked
         if (mode in ("auto", "mmap") and _is_local(root_path) and codecs == ["bytes"]
                 and self.zarr.dtype == dtype and _LIBC is not None
                 and chunk_bytes % _PAGE == 0 and 0 < nchunks < 30000):  # fmt: skip
@@ -136,17 +148,42 @@ class _Part:
         return self.dir / self.zarr.metadata.encode_chunk_key((c, 0, 0))
 
     def read(self, offset: int, length: int) -> np.ndarray:
-        """(length, L, D) stored values from frame `offset`; StoreCorrupt for a damaged chunk."""
+        """(length, L, D) stored values from frame `offset`; StoreCorrupt for a damaged chunk.
+
+        With PIPELINE_VERIFY_READS=1 (`pipeline --verify-reads ...`) each chunk a read touches
+        is first checked against the crc32 its commit recorded, once per chunk and process.
+        """
         first, last = offset // self.C, (offset + max(length, 1) - 1) // self.C
         bad = [c for c in range(first, last + 1) if c in self.bad]
         if bad:
             raise self._corrupt(bad[0], self.bad[bad[0]])
+        if self.verify_reads:
+            for c in range(first, last + 1):
+                if c not in self.verified:
+                    self._verify_chunk(c)
         if self.flat is not None:
             return self.flat[offset : offset + length]
         try:
             return self.zarr[offset : offset + length]
         except Exception as e:  # a truncated or garbled chunk: zarr cannot decode it
             raise self._corrupt(first if first == last else f"{first}-{last}", f"{type(e).__name__}: {e}") from None  # fmt: skip
+
+    def _verify_chunk(self, c: int) -> None:
+        """Check frame chunk c (zero-padded past the commit) against its recorded crc32."""
+        sums = [int(x) for x in (self.attrs.get("checksums") or {}).get("frames", [])]
+        if c >= len(sums):
+            raise self._corrupt(c, "no checksum recorded for it (written by an older pipeline?)")
+        try:
+            x = padded_chunk(self.zarr, c)
+        except Exception as e:
+            raise self._corrupt(c, f"{type(e).__name__}: {e}") from None
+        n = min(self.C, self.F - c * self.C)
+        if n < self.C and x[n:].any():  # rows past the commit are not covered by the checksum
+            x = x.copy()
+            x[n:] = 0
+        if zlib.crc32(x) != sums[c]:
+            raise self._corrupt(c, "its bytes disagree with the checksum recorded at commit")
+        self.verified.add(c)
 
     def _corrupt(self, chunk, what: str) -> StoreCorrupt:
         where = self.chunk_file(chunk) if self.dir is not None and isinstance(chunk, int) else f"{self.name}/frames chunk {chunk}"  # fmt: skip
