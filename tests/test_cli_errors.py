@@ -130,3 +130,18 @@ def test_bad_settings_are_one_line_that_names_the_key(tmp_path):
         lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
         assert r.exit_code == 1 and len(lines) == 1 and want in lines[0], (setting, r.output)
         assert "Traceback" not in r.output and not (tmp_path / "run").exists()
+
+
+def test_an_upstream_that_cannot_be_had_offline_is_one_line(tmp_path, monkeypatch):
+    """Offline, a typo'd or a hub-only --model: one `error:` line naming the closest names, the
+    cause and the upstreams that ship offline; no traceback."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data, _ = make_er_suite(tmp_path, sizes={"train": 2})
+    for model, want in (("wavlm_bse_plus", "did you mean `wavlm_base_plus`"),
+                        ("wavlm_base_plus", "without HF_HUB_OFFLINE")):  # fmt: skip
+        args = ["extract", "--model", model, "--data", str(data), "--out", str(tmp_path / "s.zarr")]
+        r = CliRunner().invoke(app, args)
+        lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+        assert r.exit_code == 1 and len(lines) == 1, r.output
+        assert want in lines[0] and "whisper_tiny_en, whisper_base, moonshine_base_en" in lines[0]
+        assert "Traceback" not in r.output

@@ -75,9 +75,7 @@ def extract(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Run a frozen upstream over a manifest and store every layer's hidden states."""
-    from pipeline.data.manifest import ManifestError
     from pipeline.extract.engine import ExtractConfig, run, run_cluster
-    from pipeline.store import StoreError
 
     console = Console(stderr=True)
     if whisper_mode not in ("pad30", "trim"):
@@ -96,11 +94,7 @@ def extract(
         compress=None if compress in (None, "none") else compress, progress=progress,
         encoding=encoding, layers=layers, calib_seconds=calib_seconds,
     )  # fmt: skip
-    try:
-        results = run_cluster(cfg, cluster) if cluster else [run(cfg)]
-    except (StoreError, ManifestError, ValueError, RuntimeError) as e:
-        console.print(f"[red]pipeline extract: {e}[/red]", markup=True, highlight=False)
-        raise typer.Exit(1) from None
+    results = run_cluster(cfg, cluster) if cluster else [run(cfg)]  # errors: pipeline/errors.py
     written = sum(r.written for r in results)
     already = sum(r.already for r in results)
     failed = [f for r in results for f in r.failed]

@@ -43,6 +43,7 @@ from pipeline.encoding import (
     is_8bit,
     scales_from_absmax,
 )
+from pipeline.errors import UserError
 from pipeline.extract.encode import (  # noqa: F401  (re-exported: pipeline.extract.engine is the stage)
     Encoder,
     _forward,
@@ -54,6 +55,7 @@ from pipeline.extract.encode import (  # noqa: F401  (re-exported: pipeline.extr
 from pipeline.layers import parse_layers
 from pipeline.store import (
     CHUNK_BYTES,
+    StoreError,
     StoreWriter,
     check_adoptable,
     check_fingerprint,
@@ -283,7 +285,7 @@ def _scales(cfg: ExtractConfig, up, batches, device: str, enc: Encoder, own: set
             if b in own:
                 kept[uid] = x
     if acc.frames == 0:
-        raise RuntimeError(
+        raise StoreError(
             f"{cfg.out}: the calibration sample of {len(picks)} batch(es) gave no usable "
             "utterance (all failed); check the audio (`pipeline data check`) or use --encoding fp16"
         )
@@ -390,7 +392,7 @@ def run_cluster(cfg: ExtractConfig, cluster: str, upstream: Callable | None = No
         client = Client(cluster)
         n = len(client.scheduler_info()["workers"])
     else:
-        raise ValueError(f"--cluster {cluster!r}: use local:N or tcp://HOST:PORT")
+        raise UserError(f"--cluster {cluster!r}: use local:N or tcp://HOST:PORT")
     try:
         if cfg.force:
             remove_store(cfg.out)

@@ -7,6 +7,16 @@ from typing import Protocol
 
 import torch
 
+from pipeline.errors import UserError
+
+
+class UpstreamError(UserError, ValueError):
+    """A --model that names no usable upstream (an unreadable file, a wrong shape or kind)."""
+
+
+class UpstreamUnavailable(UserError, OSError):
+    """An upstream whose weights cannot be had here (no network, nothing in the cache)."""
+
 
 @dataclass(frozen=True)
 class UpstreamSpec:

