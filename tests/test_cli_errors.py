@@ -119,8 +119,8 @@ def test_bad_settings_are_one_line_that_names_the_key(tmp_path):
     data, cache = make_er_suite(tmp_path, sizes={"train": 8, "dev": 4, "test": 4})
     cases = {
         "interface_args.bogus=1": "interface_args.bogus: interface `ws` takes no such argument",
-        "train.lr=-1": "train.lr=-1.0 must be a finite number above 0",
-        "train.lr=.nan": "train.lr=nan must be a finite number above 0",
+        "train.lr=-1": "train.lr=-1.0 must be a finite number, 0 or more",
+        "train.lr=.nan": "train.lr=nan must be a finite number, 0 or more",
         "train.tier=bogus": "train.tier='bogus': use one of auto, gpu, pinned, mmap",
         "train.steps=abc": "train.steps='abc' is not a valid int",
     }

@@ -109,6 +109,7 @@ class ExtractResult:
     written: int = 0
     already: int = 0
     failed: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
 
 def run(cfg, upstream=None):
     req = {"model": cfg.model, "whisper-mode": cfg.whisper_mode, "data": cfg.data}

@@ -433,7 +433,8 @@ def test_a_bad_value_in_the_experiment_names_its_key_path(default_params):
     exp = parse_experiment(raw, "params.yaml")
     runs = make_plan(exp).runs
     with pytest.raises(
-        ConfigError, match=r"^params.yaml: tasks.er.train.lr: train.lr=-1.0 must be"
+        ConfigError,
+        match=r"^params.yaml: tasks.er.train.lr: train.lr=-1.0 must be a finite number, 0 or more",
     ):
         run_config(exp, runs["whisper_base-ws-er-s0"])
     with pytest.raises(

@@ -271,9 +271,7 @@ def validate(cfg: RunConfig) -> None:
     for name in ("warmup", "patience", "num_workers", "threads"):
         if getattr(t, name) < 0:
             raise ConfigError(f"train.{name}={getattr(t, name)} must be 0 or more")
-    if not (math.isfinite(t.lr) and t.lr > 0):
-        raise ConfigError(f"train.lr={t.lr} must be a finite number above 0, e.g. train.lr=1e-3")
-    for name in ("weight_decay", "grad_clip"):
+    for name in ("lr", "weight_decay", "grad_clip"):
         v = getattr(t, name)
         if not (math.isfinite(v) and v >= 0):
             raise ConfigError(f"train.{name}={v} must be a finite number, 0 or more")
