@@ -121,6 +121,9 @@ def test_synth_calls_synthesize(tmp_path, monkeypatch):
     )
     assert r.exit_code == 0, r.output
     assert calls == [(tmp_path / "s", "tiny", 7)]
+    monkeypatch.chdir(tmp_path)  # without --out: data/<preset>, where configs/tiny.yaml reads it
+    assert runner.invoke(app, ["data", "synth", "--preset", "tiny"]).exit_code == 0
+    assert calls[-1] == (Path("data/tiny"), "tiny", 0)
     r = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--preset", "huge"])
     assert r.exit_code == 1 and "unknown preset 'huge'" in r.stderr
 

@@ -145,3 +145,15 @@ def test_an_upstream_that_cannot_be_had_offline_is_one_line(tmp_path, monkeypatc
         assert r.exit_code == 1 and len(lines) == 1, r.output
         assert want in lines[0] and "whisper_tiny_en, whisper_base, moonshine_base_en" in lines[0]
         assert "Traceback" not in r.output
+
+
+def test_ctrl_c_says_what_is_kept_and_exits_130(tmp_path, monkeypatch):
+    import pipeline.train.loop
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline.train.loop, "train", interrupted)
+    data, cache = make_er_suite(tmp_path, sizes={"train": 8, "dev": 4, "test": 4})
+    r = CliRunner().invoke(app, _train_args(data, cache, tmp_path / "run"))
+    assert r.exit_code == 130 and "rerun the same command to resume" in r.output, r.output

@@ -201,7 +201,8 @@ def test_paper_plan():
 def test_tiny_config_merges_over_default(tmp_path):
     cfg = load_experiment(ROOT / "configs" / "tiny.yaml")
     assert cfg.data.suite == "tiny" and cfg.data.synth == "tiny"
-    assert cfg.interfaces["gumd"] == {"linear_steps": 30, "exp_steps": 90, "layer_norm": True}
+    assert cfg.interfaces["gumd"] == {"linear_steps": 5, "exp_steps": 15, "layer_norm": True}
+    assert cfg.interfaces["hconv"] == {"layer_norm": True}  # the default's, merged under it
     out = tmp_path / "params.yaml"
     out.write_text(render(ROOT / "configs" / "tiny.yaml"))
     check(out)

@@ -63,8 +63,11 @@ def import_(
 
 @app.command()
 def synth(
-    out: Path = typer.Option(
-        Path("data/demo"), "--out", help="Folder of the suite (task dirs go inside)."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder of the suite (task dirs go inside); default data/<preset>, where the "
+        "configs of that preset read it (configs/tiny.yaml: data/tiny).",
     ),
     preset: str = typer.Option(
         "demo",
@@ -80,6 +83,7 @@ def synth(
     synth_module = importlib.import_module("pipeline.data.synth")
 
     errors = (ValueError, getattr(synth_module, "SynthError", ValueError))  # e.g. no espeak-ng
+    out = out if out is not None else Path("data") / preset
     try:
         path = synth_module.synthesize(out, preset=preset, seed=seed)
     except errors as e:

@@ -1,7 +1,7 @@
 """The `pipeline` command's error handler: the one policy of pipeline/errors.py.
 
 User errors (every `UserError`, a full disk, a missing file) print `error: MESSAGE` on stderr
-and exit 1. Anything else is a bug and keeps its traceback, as does every error with
+and exit 1; Ctrl-C says what is kept and how to resume, and exits 130. Anything else is a bug and keeps its traceback, as does every error with
 `pipeline --debug ...` or PIPELINE_DEBUG=1.
 """
 
@@ -27,6 +27,15 @@ class ErrorHandlingGroup(TyperGroup):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except KeyboardInterrupt:
+            if debug_requested() or ctx.params.get("debug"):
+                raise
+            click.echo(
+                "interrupted: what was committed is kept (stores, checkpoints); rerun the same "
+                "command to resume",
+                err=True,
+            )
+            ctx.exit(130)
         except Exception as e:
             if debug_requested() or ctx.params.get("debug"):
                 raise

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.analysis.importance import tap_normalized_norms  # noqa: E402
-from pipeline.report.importance import run_importance  # noqa: E402
+from pipeline.report.importance import MAX_UTTS, run_importance  # noqa: E402
 from pipeline.report.layout import INTERFACE_LABEL, Layout, members_resolved, set_label  # noqa: E402
 from pipeline.report.runs import RunResult  # noqa: E402
 
@@ -160,7 +160,7 @@ GUMD = Spec(("gumd",), gumd_shares, "GumD: share of output dimensions selecting 
 IMPORTANCE_TITLE = (
     "HConv / CHConv: how much each input hidden state matters. Bar = relative change of the "
     "interface output\n(||f(x) - f(x with that state zeroed)|| / ||f(x)||; best checkpoint of "
-    "the cell's first seed, 16 dev utterances) per upstream; 0 = ignored"
+    f"the cell's first seed, up to {MAX_UTTS} dev utterances) per upstream; 0 = ignored"
 )
 TAP_TITLE = (
     "HConv / CHConv: first-convolution weight norm per input hidden state divided by sqrt(kernel "
