@@ -56,15 +56,6 @@ class Utterance:
         missing = [k for k in ("id", "path", "duration", "sample_rate", "split") if k not in d]
         if missing:
             raise ManifestError(f"{where}: missing required field(s) {missing}")
-        try:
-            duration = float(d["duration"])
-        except (TypeError, ValueError):
-            raise ManifestError(f"{where}: duration {d['duration']!r} is not a number of seconds") from None
-        if not math.isfinite(duration) or duration <= 0:
-            raise ManifestError(
-                f"{where}: duration {d['duration']!r} must be a finite number of seconds above 0 "
-                "(fix the manifest, or remove the utterance)"
-            )
         return cls(**d)
 
     def resolve(self, root: Path) -> Path:
@@ -162,7 +153,8 @@ def _check_types(u: Utterance, where: str) -> None:
         v = getattr(u, name)
         if not isinstance(v, str) or not v:
             bad.append(f"{name} must be a non-empty string, got {v!r}")
-    if isinstance(u.duration, bool) or not isinstance(u.duration, (int, float)) or not u.duration > 0:  # fmt: skip
+    if (isinstance(u.duration, bool) or not isinstance(u.duration, (int, float))
+            or not math.isfinite(u.duration) or not u.duration > 0):  # fmt: skip
         bad.append(f"duration must be a positive number of seconds, got {u.duration!r}")
     if isinstance(u.sample_rate, bool) or not isinstance(u.sample_rate, int) or u.sample_rate <= 0:  # fmt: skip
         bad.append(f"sample_rate must be a positive integer, got {u.sample_rate!r}")
