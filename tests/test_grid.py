@@ -1,11 +1,18 @@
 """The grid runner: slots pinned to cores or GPUs, lost jobs resubmitted (locally and on Dask),
-and, in a temp git+DVC repo, `pipeline grid` leaving every train stage up to date for DVC."""
+and, in a temp git+DVC repo, `pipeline grid` leaving every train stage up to date for DVC.
+Nothing trains twice: workers die with their grid (a SIGKILLed one too) and with an interrupted
+one, one grid per checkout, a slot waits for a run another process trains; with two grids
+started at once, a SIGKILLed grid and a killed worker, every log.jsonl holds each step once."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +27,17 @@ from pipeline.grid.jobs import (
     run_local,
     thread_env,
 )
-from pipeline.grid.runner import GridOptions, dvc_commit, run_grid
+from pipeline.grid.runner import (
+    GridLocked,
+    GridOptions,
+    claim_run,
+    dvc_commit,
+    grid_lock_path,
+    run_grid,
+)
 from pipeline.plan import PlanError, make_plan, read_experiment_mapping
+from pipeline.store.lock import FileLock
+from pipeline.train.run_dir import run_lock_path
 from tests.test_dvc import ROOT, _params_text, _repo, _small_experiment, dvc
 
 
@@ -69,6 +85,100 @@ def test_run_job_sees_a_process_killed_by_a_signal(tmp_path):
     res = run_job(str(tmp_path), ok, thread_env(3), str(tmp_path / "logs" / "k2.log"))
     assert res.rc == 0 and not res.lost
     assert (tmp_path / "logs" / "k2.log").read_text().splitlines()[-1] == "3"
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie left for a reaper that never comes does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _still_alive(pids: list[int], seconds: float = 5.0) -> list[int]:
+    """The pids still running after up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def _wait_for(path: Path, seconds: float = 30.0) -> str:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+    return path.read_text()
+
+
+# a worker that writes its pid and that of a child of its own, then sleeps
+SLEEPER = """
+import os, subprocess, sys, time
+c = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+open("pids.tmp", "w").write(f"{os.getpid()} {c.pid}")
+os.replace("pids.tmp", "pids")
+if sys.argv[1] == "sleep":
+    time.sleep(60)
+"""
+# a grid process of one slot running SLEEPER
+GRID = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pipeline.grid.jobs import run_job
+run_job(sys.argv[2], [sys.executable, "-c", sys.argv[3], "sleep", "--params", "p", "k"], {}, "w.log")
+"""
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG)")
+
+
+@linux
+def test_a_worker_dies_with_its_killed_grid(tmp_path):
+    grid = subprocess.Popen([sys.executable, "-c", GRID, str(ROOT), str(tmp_path), SLEEPER], cwd=tmp_path)  # fmt: skip
+    worker, child = map(int, _wait_for(tmp_path / "pids").split())
+    assert os.getpgid(worker) == worker == os.getpgid(child)  # its own process group
+    grid.send_signal(signal.SIGKILL)
+    grid.wait()
+    try:
+        assert not _still_alive([worker])  # the parent-death signal
+    finally:  # (the worker's own child is left to the worker: a trainer's DataLoader workers
+        if _alive(child):  # watch their parent themselves)
+            os.killpg(worker, signal.SIGKILL)
+
+
+@linux
+def test_an_interrupted_grid_kills_its_workers_and_what_they_started(tmp_path):
+    def launch(job: Job, slot: Slot) -> JobResult:
+        code = SLEEPER if job.keys == ["slow"] else "import os, time\nwhile not os.path.exists('pids'): time.sleep(0.02)"  # fmt: skip
+        return run_job(str(tmp_path), [sys.executable, "-c", code, "sleep", "--params", "p", *job.keys], {}, str(tmp_path / "w.log"))  # fmt: skip
+
+    def on_result(job: Job, res: JobResult) -> bool:
+        raise KeyboardInterrupt  # Ctrl-C while the slow job runs
+
+    with pytest.raises(KeyboardInterrupt):
+        run_local([Job(["slow"]), Job(["fast"])], local_slots(2, 0, [0, 1]), launch, on_result)
+    assert not _still_alive([int(p) for p in (tmp_path / "pids").read_text().split()], 3.0)
+    # a worker that exits leaves nothing running in its group either
+    (tmp_path / "pids").unlink()
+    res = run_job(str(tmp_path), [sys.executable, "-c", SLEEPER, "exit", "--params", "p", "k"], {}, str(tmp_path / "w.log"))  # fmt: skip
+    assert res.rc == 0
+    assert not _still_alive([int(p) for p in (tmp_path / "pids").read_text().split()], 3.0)
+
+
+def test_a_slot_waits_for_a_run_another_process_trains(tmp_path):
+    run = tmp_path / "runs" / "k"
+    run.mkdir(parents=True)
+    (run / "old").write_text("a stale finished run")
+    other = FileLock(run_lock_path(run))  # another open file: excludes like another process
+    assert other.acquire()
+    said: list[str] = []
+    t = threading.Thread(target=claim_run, args=(run, True, said.append, 0.02))
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive() and run.exists() and f"{run} is being trained by pid {os.getpid()}" in said[0]  # fmt: skip
+    other.release()
+    t.join(5)
+    assert not t.is_alive() and not run.exists()  # then removed (fresh), holding the lock
+    assert not run_lock_path(run).exists()  # and released: the worker takes it
 
 
 # A job whose process kills the Dask worker that runs it on its first attempt.
@@ -237,3 +347,117 @@ def test_pipeline_grid_command(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "6 runs: 0 up to date, 6 blocked, 0 to train on 2 local slot(s)" in r.output
     assert "dvc repro extract" in r.output
+
+
+def test_one_grid_per_checkout(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    repo = _repo(tmp_path, _params_text(_small_experiment()))
+    other = FileLock(grid_lock_path(repo, repo / "runs", use_dvc=True))  # another grid's
+    assert other.acquire() and other.path == repo / ".dvc" / "tmp" / "grid.lock"
+    try:
+        with pytest.raises(GridLocked, match=f"another `pipeline grid` \\(pid {os.getpid()} on "):
+            run_grid(GridOptions(jobs=2), root=repo, echo=lambda s: None)
+        monkeypatch.chdir(repo)
+        r = CliRunner().invoke(app, ["grid", "--jobs", "2"])
+        assert r.exit_code == 1 and r.output.count("error:") == 1 and "grid.lock" in r.output
+        assert run_grid(GridOptions(jobs=2, dry_run=True), root=repo, echo=lambda s: None).blocked  # fmt: skip
+    finally:
+        other.release()
+
+
+# A trainer that takes a while: STEPS steps, a log line and a "checkpoint" (last_step) each,
+# resuming as the real one does (the log cut back to the checkpoint); it records its pid, and
+# kills itself after a step when kill-once/<run> exists (removing it).
+STEPPING_TRAIN = """
+import json, os, signal, time
+from dataclasses import asdict
+from pathlib import Path
+
+STEPS = 4
+
+def train(cfg, *, force=False, progress=True):
+    run = Path(cfg.out)
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "pids", "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    (run / "config.yaml").write_text(json.dumps(asdict(cfg)))
+    ckpt, log = run / "last_step", run / "log.jsonl"
+    done = int(ckpt.read_text()) if ckpt.exists() else 0
+    lines = log.read_text().splitlines() if log.exists() else []
+    log.write_text("".join(ln + "\\n" for ln in lines if json.loads(ln)["step"] <= done))
+    kill = Path("kill-once") / run.name
+    for step in range(done + 1, STEPS + 1):
+        time.sleep(0.3)
+        with open(log, "a") as f:
+            f.write(json.dumps({"step": step, "pid": os.getpid()}) + "\\n")
+        ckpt.write_text(str(step))
+        if kill.exists():
+            kill.unlink()
+            os.kill(os.getpid(), signal.SIGKILL)
+    recs = [{"task": cfg.task, "metric": "accuracy", "value": 0.5, "direction": "higher",
+             "split": s} for s in ("dev", "test")]
+    (run / "metrics.json").write_text(json.dumps(recs))
+    return run
+"""
+GRID_CLI = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+            "from pipeline.cli import main; sys.argv[0] = 'pipeline'; main()", "grid"]  # fmt: skip
+
+
+def _steps(run: Path) -> list[int]:
+    text = (run / "log.jsonl").read_text() if (run / "log.jsonl").exists() else ""
+    return [json.loads(ln)["step"] for ln in text.splitlines()]
+
+
+@linux
+def test_two_grids_a_killed_grid_and_a_killed_worker_train_each_run_once(tmp_path, monkeypatch):
+    """Two `pipeline grid` started at once: one is refused. The other is SIGKILLed mid-way: its
+    workers are gone within seconds. The rerun, with one worker killed mid-run (resubmitted),
+    trains every run to the end, each step once, and DVC finds every train stage up to date."""
+    cfg = _small_experiment()
+    cfg["tasks"] = {"er": {"task": "er"}}  # three runs
+    repo = _repo(tmp_path, _params_text(cfg))
+    (repo / "pipeline" / "train" / "loop.py").write_text(STEPPING_TRAIN)
+    dvc(repo, "repro", "extract")
+    path = f"{tmp_path / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    monkeypatch.setenv("PATH", path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    keys = sorted(make_plan(cfg).runs)
+    runs = [repo / "runs" / k for k in keys]
+    grids = [subprocess.Popen([*GRID_CLI, "--jobs", "3"], cwd=repo, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while all(g.poll() is None for g in grids):
+            assert time.monotonic() < deadline, "neither grid was refused"
+            time.sleep(0.05)
+        refused = next(g for g in grids if g.poll() is not None)
+        winner = next(g for g in grids if g is not refused)
+        out, err = refused.communicate()
+        assert refused.returncode == 1, out + err
+        assert err.count("error:") == 1 and "another `pipeline grid` (pid " in err and "grid.lock" in err  # fmt: skip
+        while not all(_steps(r) for r in runs):  # every run has trained a step
+            assert winner.poll() is None, winner.communicate()
+            assert time.monotonic() < deadline, "the runs never started"
+            time.sleep(0.05)
+        winner.send_signal(signal.SIGKILL)
+        winner.wait()
+    finally:
+        for g in grids:
+            g.kill() if g.poll() is None else None
+    workers = [int(p) for r in runs for p in (r / "pids").read_text().split()]
+    assert not _still_alive(workers), "workers outlived their SIGKILLed grid"
+    assert any(len(_steps(r)) < 4 for r in runs)  # killed mid-way
+    (repo / "kill-once").mkdir()
+    (repo / "kill-once" / keys[0]).write_text("")
+    said: list[str] = []
+    rep = run_grid(GridOptions(jobs=3), root=repo, echo=said.append)
+    assert sorted(rep.done) == keys and not rep.failed and rep.resubmitted == 1, said
+    for r in runs:
+        assert _steps(r) == [1, 2, 3, 4], (r.name, (r / "log.jsonl").read_text())
+    status = json.loads(subprocess.run([str(Path(sys.executable).with_name("dvc")), "status", "--json"],
+                                       cwd=repo, capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    assert [s for s in status if s.startswith("train@")] == []
+    assert not list((repo / "runs").glob("*.lock"))

@@ -1,8 +1,25 @@
-"""`pipeline grid`: train every pending run of params.yaml's plan at once (the work is in pipeline/grid/runner.py)."""
+"""`pipeline grid`: train every pending run of params.yaml's plan at once (the work is in pipeline/grid/runner.py).
+
+One grid per checkout: a second one is refused with one `error:` line naming the first (exit
+1). SIGTERM stops the grid as Ctrl-C does: its workers are killed, what finished is recorded.
+"""
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import typer
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt (in the main thread), so the grid's cleanup runs."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def grid(
@@ -32,7 +49,7 @@ def grid(
     ),
 ) -> None:
     """Train the runs `dvc status` lists as pending, concurrently, and record them in dvc.lock."""
-    from pipeline.grid.runner import GridOptions, run_grid
+    from pipeline.grid.runner import GridLocked, GridOptions, run_grid
     from pipeline.plan import PlanError
 
     if jobs is not None and cluster:
@@ -41,8 +58,12 @@ def grid(
         raise typer.BadParameter(f"--jobs {jobs}: need at least 1")
     opts = GridOptions(params=params, jobs=jobs, threads=threads, cluster=cluster, device=device, retries=retries, pack=pack,
                        dry_run=dry_run, dvc=dvc, record_every=record_every)  # fmt: skip
+    _interrupt_on_sigterm()
     try:
         rep = run_grid(opts, echo=typer.echo)
+    except GridLocked as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
     except (PlanError, ValueError, OSError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -92,6 +92,20 @@ def label_digests(utts: Sequence[Utterance]) -> dict[str, dict[str, str]]:
     return out
 
 
+def inputs_summary(inputs: dict) -> dict:
+    """`inputs` with each split's per-utterance label digests folded into one digest per field:
+    what a metrics.json record carries (inputs.json keeps the whole record, for naming what
+    changed)."""
+    out = {**inputs, "splits": {}}
+    for k, s in inputs.get("splits", {}).items():
+        labels = {
+            f: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16]
+            for f, v in (s.get("labels") or {}).items()
+        }
+        out["splits"][k] = {**s, "labels": labels}
+    return out
+
+
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 

@@ -11,6 +11,10 @@ Each job is one task, `pipeline.grid.jobs.run_job`, which starts the job's worke
 worker's machine in the same repository path (a shared filesystem). A worker lost mid-job makes
 Dask reschedule its task elsewhere; a task that still fails because its process was killed is
 resubmitted here. The runs resume from their last checkpoints either way.
+
+Each job's process dies with the Dask worker thread that started it (`run_job` gives it its
+own process group and a parent-death signal, pipeline/grid/jobs.py). A local:N cluster's worker
+processes end with the grid that started them, even a SIGKILLed one, and their jobs with them.
 """
 
 from __future__ import annotations

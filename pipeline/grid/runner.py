@@ -15,10 +15,20 @@ dask-cuda's LocalCUDACluster, one worker per GPU, for local:N on a GPU machine w
 A job whose process dies by a signal, or whose Dask worker is lost, is resubmitted (up to
 `retries` times) and its runs resume from their last checkpoints (pipeline/train/loop.py).
 
+Nothing trains twice. One grid per checkout: `run_grid` holds GRID_LOCK (.dvc/tmp/grid.lock,
+or <runs_root>/.grid.lock without DVC; an flock, pipeline/store/lock.py) while it trains, and a
+second `pipeline grid` is refused (GridLocked, one line naming the holder). Workers die with
+their grid, even a SIGKILLed one (pipeline/grid/jobs.py: own process group, parent-death
+signal, the group killed when the grid stops). Each run dir is trained under its own lock
+(RUN_DIR.train.lock, pipeline/train/run_dir.py): before a job starts, its slot waits while
+another process (a `pipeline train`, a worker of another checkout) holds one of its runs, then
+starts the worker, which takes the lock itself; should a third process take it in between, the
+worker is refused (RunLocked) and the job is reported failed, not trained twice.
+
 A job is a list of runs so that runs sharing one pass over the cache can later be packed into
 one worker; today every job holds one run, longest first (steps × batch × models, ×2 for CTC).
-Modules: grid.py (what to train, recording it in DVC), grid_jobs.py (jobs, slots, the local
-engine), grid_dask.py (the Dask engine), grid_worker.py (one job's process).
+Modules: runner.py (what to train, the locks, recording it in DVC), jobs.py (jobs, slots, the
+local engine), dask_runner.py (the Dask engine), worker.py (one job's process).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -51,8 +62,39 @@ from pipeline.grid.jobs import (
     worker_argv,
 )
 from pipeline.plan import Experiment, Plan, PlanError, check, load_experiment, make_plan
+from pipeline.store.lock import FileLock
 from pipeline.train.from_plan import run_config, store_paths
 from pipeline.train.pack import pack_groups
+from pipeline.train.run_dir import run_lock_path
+
+GRID_LOCK = ".dvc/tmp/grid.lock"  # with DVC; without: <runs_root>/.grid.lock
+
+
+class GridLocked(UserError, RuntimeError):
+    """Another `pipeline grid` trains this checkout's runs."""
+
+
+def grid_lock_path(root: Path, runs_root: Path, use_dvc: bool) -> Path:
+    """The one-grid-per-checkout lock: GRID_LOCK in a DVC repo, else <runs_root>/.grid.lock."""
+    return root / GRID_LOCK if use_dvc else runs_root / ".grid.lock"
+
+
+def claim_run(run_dir: Path, fresh: bool, echo: Callable[[str], None], poll: float = 0.5) -> None:
+    """Wait while another process trains `run_dir` (holds its lock); with `fresh`, remove the
+    directory holding the lock (a stale finished run starts afresh, as under `dvc repro`).
+    The lock is released on return: the worker takes it when it trains."""
+    lock = FileLock(run_lock_path(run_dir))
+    told = False
+    while not lock.acquire(blocking=False):
+        if not told:
+            echo(f"  waiting: {run_dir} is being trained by {lock.owner()} ({lock.path})")
+            told = True
+        time.sleep(poll)
+    try:
+        if fresh and run_dir.exists():
+            shutil.rmtree(run_dir)
+    finally:
+        lock.release()
 
 
 @dataclass
@@ -195,13 +237,32 @@ class GridOptions:
 
 
 def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], None] = print) -> GridReport:  # fmt: skip
-    """Train every pending run of the plan concurrently; record each finished one in dvc.lock."""
+    """Train every pending run of the plan concurrently; record each finished one in dvc.lock.
+
+    Holds the checkout's grid lock throughout (not for a dry run); GridLocked when another
+    grid holds it."""
     t0 = time.monotonic()
     root = Path(root).resolve()
     check(root / opts.params)
     exp = load_experiment(root / opts.params)
     plan = make_plan(exp)
     use_dvc = is_dvc_repo(root) if opts.dvc is None else opts.dvc
+    if opts.dry_run:
+        return _run_grid(opts, root, exp, plan, use_dvc, echo, t0)
+    lock = FileLock(grid_lock_path(root, root / exp.paths.runs_root, use_dvc))
+    if not lock.acquire(blocking=False):
+        raise GridLocked(
+            f"another `pipeline grid` ({lock.owner()}) is training the runs of {root} (it holds "
+            f"{lock.path}); wait for it to finish or stop it, then rerun"
+        )
+    try:
+        return _run_grid(opts, root, exp, plan, use_dvc, echo, t0)
+    finally:
+        lock.release()
+
+
+def _run_grid(opts: GridOptions, root: Path, exp: Experiment, plan: Plan, use_dvc: bool,
+              echo: Callable[[str], None], t0: float) -> GridReport:  # fmt: skip
     rep = pending_runs(root, exp, plan, use_dvc)
     jobs = make_jobs(exp, plan, rep.pending, pack=opts.pack)
     device = opts.device or exp.device
@@ -221,10 +282,18 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
             echo(f"  would train {' '.join(j.keys)} (cost {j.cost:.3g})")
         return rep
     stale = locked_stages(root) if use_dvc else set()
-    for j in jobs:  # like `dvc repro`: a stale finished run starts afresh (a partial one resumes)
-        for k in j.keys:
-            if f"train@{k}" in stale and (runs_root / k).exists():
-                shutil.rmtree(runs_root / k)
+    # like `dvc repro`: a stale finished run starts afresh (a partial one resumes); removed once,
+    # when its job first starts (a resubmitted job resumes)
+    fresh = {k for j in jobs for k in j.keys if f"train@{k}" in stale}
+    fresh_lock = threading.Lock()
+
+    def claim(job: Job) -> None:
+        """Before a job starts: wait for its runs' other trainers; remove its stale runs."""
+        for k in job.keys:
+            with fresh_lock:
+                remove = k in fresh
+                fresh.discard(k)
+            claim_run(runs_root / k, remove, echo)
 
     def on_result(job: Job, res: JobResult) -> bool:
         if res.lost and job.attempt < opts.retries:
@@ -271,6 +340,7 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
         client, owned, threads = connect(opts.cluster, gpus)
 
         def task(job: Job) -> tuple[str, list[str], dict[str, str], str]:
+            claim(job)  # (waits here, in the submitting thread, while another process trains one)
             argv = worker_argv(opts.params, job, opts.device, threads, [], opts.pack)
             return str(root), argv, thread_env(threads), log(job)
 
@@ -284,12 +354,13 @@ def run_grid(opts: GridOptions, root: Path | str = ".", echo: Callable[[str], No
     else:
 
         def launch(job: Job, s: Slot) -> JobResult:
+            claim(job)
             argv = worker_argv(opts.params, job, opts.device, s.threads, s.cores, opts.pack)
             return run_job(str(root), argv, thread_env(s.threads, s.gpu), log(job))
 
         try:
             run_local(jobs, slots, launch, on_result)
-        finally:  # Ctrl-C, or an error here: what finished is still recorded
+        finally:  # Ctrl-C, or an error here: the workers are killed, what finished is recorded
             record(final=True)
     rep.seconds = time.monotonic() - t0
     echo(f"trained {len(rep.done)} run(s) in {rep.seconds:.1f} s, {len(rep.failed)} failed, "

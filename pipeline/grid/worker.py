@@ -3,8 +3,11 @@
 Pins itself to its cores and thread count, then trains (or resumes) each run KEY of the plan
 in turn through pipeline/train/from_plan.py's `train_run`, as dvc.yaml's train stage would; a run dir
 left with another config is discarded (the runner has already removed stale finished runs).
+Each run is trained holding its lock (RUN_DIR.train.lock, pipeline/train/run_dir.py): a run
+another process trains is refused (RunLocked), a user error like any other.
 Exit status: 0 when every run finished, 1 on the first user error (its one-line message on
-stderr); a bug keeps its traceback.
+stderr); a bug keeps its traceback. The grid starts it in its own process group with a
+parent-death signal (pipeline/grid/jobs.py): it dies with its grid.
 """
 
 from __future__ import annotations

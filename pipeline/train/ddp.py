@@ -11,12 +11,17 @@ DDP's gradient average equals the gradient of the global batch mean even when th
 differ in size. Rank 0 alone evaluates on dev, writes log.jsonl, best.pt, last.pt and
 metrics.json; the others wait and receive its counters (best, early stop). Resume: every
 rank loads rank 0's last.pt. Backend: nccl on CUDA (one GPU per rank, LOCAL_RANK), else gloo.
+
+Rank 0 holds the run dir's lock (RUN_DIR.train.lock, pipeline/train/run_dir.py) from before the
+process group forms to the end: a second job, or a `pipeline train`, of the same run dir is
+refused (RunLocked names the holder) and its ranks end with torchrun's.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -30,6 +35,7 @@ from pipeline.interfaces.base import count_parameters
 from pipeline.train.config import RunConfig
 from pipeline.train.feed import Setup, _on_device
 from pipeline.train.loop import RunDirError, Trainer, _to_device, open_run
+from pipeline.train.run_dir import hold_run
 
 
 def world_size() -> int:
@@ -106,12 +112,20 @@ class DDPTrainer(Trainer):
 
 
 def train_ddp(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) `cfg.out` as one rank of a torchrun job; returns the run directory."""
+    """Train (or resume) `cfg.out` as one rank of a torchrun job; returns the run directory.
+
+    Rank 0 holds the run dir's lock throughout (RunLocked when another process trains it)."""
     if not cfg.out:
         raise RunDirError("no run directory: give --out RUN_DIR")
     if cfg.train.features != "cache":
         raise RunDirError("DDP trains from stores only: set train.features=cache")
-    rank, world = int(os.environ["RANK"]), world_size()
+    rank = int(os.environ["RANK"])
+    with hold_run(cfg.out) if rank == 0 else nullcontext():
+        return _train_ddp(cfg, rank, force, progress)
+
+
+def _train_ddp(cfg: RunConfig, rank: int, force: bool, progress: bool) -> Path:
+    world = world_size()
     local = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available() and cfg.train.device != "cpu"
     if cuda:

@@ -14,6 +14,15 @@ split, e.g. dev, test, test_unseen, of the best checkpoint) and interface_summar
 A resumed run refuses stores or manifests that changed since it started (InputsChanged, naming
 the field and the file); `--force` then trains it again from scratch.
 
+One trainer per run dir: `train` holds RUN_DIR.train.lock (pipeline/train/run_dir.py `hold_run`)
+from its first write to its last; a second `pipeline train` of the same directory is refused
+with one line naming the holder (RunLocked). Kills: every file is written through a temp file
+and a rename (pipeline/checkpoint.py), an evaluation writes best.pt, then its log line, then
+last.pt, and a rerun cuts the log back to last.pt's step (or, before the first last.pt, starts
+from an empty run dir), so after a kill at any of those points the resumed run's log.jsonl,
+checkpoints and metrics equal an uninterrupted run's (tests/test_crash_train.py). A full disk
+is one line naming the file (OSError ENOSPC, pipeline/errors.py); the rerun resumes.
+
 Determinism: every micro-batch reseeds torch, numpy and random from (seed, step, micro) and
 every epoch's loader is built from (seed, epoch), so a resumed run reproduces an uninterrupted
 one exactly, whatever the loader or the task draw from the global generators.
@@ -21,7 +30,9 @@ one exactly, whatever the loader or the task draw from the global generators.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import time
 import zlib
@@ -35,6 +46,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.checkpoint import (
     atomic_save,
+    atomic_write_text,
+    crash_point,
     json_default,
     load_checkpoint,
     plain,
@@ -43,13 +56,20 @@ from pipeline.checkpoint import (
 )
 from pipeline.console import console
 from pipeline.feed.loader import stores_info
-from pipeline.feed.run_inputs import write_inputs
+from pipeline.feed.run_inputs import inputs_summary, write_inputs
 from pipeline.interfaces.base import count_parameters
 from pipeline.train.config import RunConfig, from_dict, identity, to_dict
 from pipeline.train.feed import Setup, build_setup, iter_batches
-from pipeline.train.run_dir import RunDirError, inputs_unchanged, prepare_run_dir, truncate_log
+from pipeline.train.run_dir import (
+    RunDirError,
+    RunLocked,
+    hold_run,
+    inputs_unchanged,
+    prepare_run_dir,
+    truncate_log,
+)
 
-__all__ = ["RunDirError", "Trainer", "open_run", "reseed", "score_split", "train"]
+__all__ = ["RunDirError", "RunLocked", "Trainer", "open_run", "reseed", "score_split", "train"]
 
 
 def reseed(*keys: Any) -> None:
@@ -74,6 +94,17 @@ def score_split(setup: Setup, split: str, utts: list | None = None) -> tuple[dic
             seen.extend(batch["utts"])
     rec = setup.task.score(outputs, seen, split, setup.data_dir)
     return rec, outputs, seen
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log in one write; a full disk names the file (OSError ENOSPC)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError as e:
+        if e.errno == errno.ENOSPC and e.filename is None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
 
 
 def _better(value: float, best: float | None, direction: str) -> bool:
@@ -248,8 +279,8 @@ class Trainer:
             "lr": self.opt.param_groups[0]["lr"],
             "time": round(s["elapsed"], 2),
         }
-        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        append_line(self.run_dir / "log.jsonl", json.dumps(line))
+        crash_point("logged")
         stop = t.patience > 0 and s["bad"] >= t.patience
         if stop or s["step"] >= t.steps:
             s["finished"] = True
@@ -309,14 +340,16 @@ class Trainer:
             rec.setdefault("models", list(self.cfg.models))
             rec.setdefault("stores", stores_info(self.setup.sources))  # encoding + layers seen
             rec.setdefault("best_step", self.state["best_step"])
-            rec.setdefault("inputs", self.setup.inputs)
+            rec.setdefault("inputs", inputs_summary(self.setup.inputs))
             records.append(rec)
-        (self.run_dir / "metrics.json").write_text(
-            json.dumps(records, indent=2, default=json_default)
-        )
         summary = getattr(self.setup.interface, "learned_summary", lambda: {})()
-        (self.run_dir / "interface_summary.json").write_text(
-            json.dumps(summary, indent=2, default=json_default)
+        atomic_write_text(
+            self.run_dir / "interface_summary.json",
+            json.dumps(summary, indent=2, default=json_default),
+        )
+        # metrics.json last: its presence means the run finished (the grid without DVC reads it)
+        atomic_write_text(
+            self.run_dir / "metrics.json", json.dumps(records, indent=2, default=json_default)
         )
         return records
 
@@ -326,7 +359,8 @@ def open_run(cfg: RunConfig, force: bool, *, main: bool = True) -> tuple[Setup, 
     prepare the run directory, seed and build the setup, check and record the inputs.
 
     `main` is False on the DDP ranks that neither write nor decide (rank 0 did, before them).
-    Returns (setup, resume: whether a checkpoint to resume from is there and still valid)."""
+    Returns (setup, resume: whether a checkpoint to resume from is there and still valid).
+    The caller holds the run (`hold_run`) on the main process."""
     if not cfg.out:
         raise RunDirError("no run directory: give --out RUN_DIR")
     run_dir = Path(cfg.out)
@@ -339,8 +373,9 @@ def open_run(cfg: RunConfig, force: bool, *, main: bool = True) -> tuple[Setup, 
     reseed(cfg.train.seed, "init")  # the interface's and head's initial weights
     setup = build_setup(cfg)
     if main:
-        (run_dir / "task_state.json").write_text(
-            json.dumps(setup.task.state(), indent=2, default=json_default)
+        atomic_write_text(
+            run_dir / "task_state.json",
+            json.dumps(setup.task.state(), indent=2, default=json_default),
         )
         if resume:
             resume = inputs_unchanged(run_dir, setup.inputs, force)
@@ -349,7 +384,16 @@ def open_run(cfg: RunConfig, force: bool, *, main: bool = True) -> tuple[Setup, 
 
 
 def train(cfg: RunConfig, *, force: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) the run `cfg.out`; returns the run directory."""
+    """Train (or resume) the run `cfg.out`, holding its lock; returns the run directory.
+
+    RunLocked when another process trains the same run dir."""
+    if not cfg.out:
+        raise RunDirError("no run directory: give --out RUN_DIR")
+    with hold_run(cfg.out):
+        return _train(cfg, force, progress)
+
+
+def _train(cfg: RunConfig, force: bool, progress: bool) -> Path:
     setup, resume = open_run(cfg, force)
     run_dir = Path(cfg.out)
     console.print(

@@ -16,6 +16,10 @@ directory is bit-identical on CPU to `pipeline.train.loop.train(cfg)` (timing fi
 last micro-batch, optimizer step and evaluation run back to back, so even the RNG state saved
 in last.pt matches. After a kill each run resumes from its own last.pt; the shared pass starts
 at the run furthest behind and the runs ahead wait until it reaches them.
+
+`train_packed` holds every run's lock (RUN_DIR.train.lock, pipeline/train/run_dir.py) before it
+writes anything: a run dir another process trains refuses the whole group (RunLocked, naming
+the run dir and the holder), as `pipeline train` would refuse that run.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +44,7 @@ from pipeline.store import open_store
 from pipeline.train.config import RunConfig
 from pipeline.train.feed import Setup, find_stores, iter_batches
 from pipeline.train.loop import Trainer, epoch_stream, open_run
+from pipeline.train.run_dir import hold_run
 
 
 class PackError(UserError, ValueError):
@@ -232,6 +238,7 @@ def train_packed(cfgs: list[RunConfig], progress: bool = True, force: bool = Fal
 
     `cfgs` must form one group of `pack_groups` (checked). Each run dir ends as `train(cfg)`
     would leave it: config.yaml, task_state.json, checkpoints, log.jsonl, metrics.json.
+    Every run dir's lock is held throughout (RunLocked when another process trains one).
     """
     if not cfgs:
         return []
@@ -247,9 +254,12 @@ def train_packed(cfgs: list[RunConfig], progress: bool = True, force: bool = Fal
             "seed, batch size, accum, device, tier, threads or store lengths); "
             "split them with pipeline.train.pack.pack_groups"
         )
-    runs, union = _open_runs(cfgs, force)
-    fit_packed(runs, union, progress)
-    for r in runs:
-        for rec in r.trainer.finish():
-            console.print(f"{r.trainer.cfg.out}: {rec['split']} {rec['metric']} = {rec['value']:.4f}")  # fmt: skip
+    with ExitStack() as held:
+        for cfg in cfgs:
+            held.enter_context(hold_run(cfg.out))
+        runs, union = _open_runs(cfgs, force)
+        fit_packed(runs, union, progress)
+        for r in runs:
+            for rec in r.trainer.finish():
+                console.print(f"{r.trainer.cfg.out}: {rec['split']} {rec['metric']} = {rec['value']:.4f}")  # fmt: skip
     return [Path(c.out) for c in cfgs]
