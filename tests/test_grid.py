@@ -461,3 +461,19 @@ def test_two_grids_a_killed_grid_and_a_killed_worker_train_each_run_once(tmp_pat
                                        cwd=repo, capture_output=True, text=True, check=True).stdout)  # fmt: skip
     assert [s for s in status if s.startswith("train@")] == []
     assert not list((repo / "runs").glob("*.lock"))
+
+
+def test_dry_run_refuses_what_a_worker_would(tmp_path):
+    """The grid resolves every pending run's config before it starts (and so does --dry-run):
+    a bad interface argument in the experiment is one error naming its key path, not a FAILED
+    job whose reason is in a worker's log."""
+    from pipeline.grid.runner import make_jobs
+    from pipeline.plan import parse_experiment
+    from pipeline.train.config import ConfigError
+
+    raw = read_experiment_mapping(ROOT / "configs" / "tiny.yaml")
+    raw["interfaces"]["hconv"]["bogus"] = 1
+    exp = parse_experiment(raw, "params.yaml")
+    plan = make_plan(exp)
+    with pytest.raises(ConfigError, match=r"params.yaml: interfaces.hconv.bogus: .*takes no such"):
+        make_jobs(exp, plan, sorted(plan.runs))
