@@ -48,6 +48,7 @@ def main() -> None:
 
 
 from pipeline.cli import analyze, cache, data, evaluate, extract, grid, report, train  # noqa: E402
+from pipeline.cli import predict as predict_cli  # noqa: E402
 
 app.add_typer(
     data.app,
@@ -81,3 +82,9 @@ app.command("evaluate", help="Re-score a trained run from its best checkpoint.")
 app.command("report", help="Collect run directories into results/table.md, metrics and figures.")(
     report.report
 )
+app.command(
+    "predict", help="Predict audio with a trained run: its upstreams live, interface, head."
+)(predict_cli.predict)
+app.command(
+    "export", help="Write a run's interface + head as one TorchScript file and a JSON card."
+)(predict_cli.export)
