@@ -9,7 +9,8 @@ import torch
 
 from pipeline.data.manifest import Utterance
 from pipeline.tasks import build_task
-from pipeline.tasks.asr import ASR, BLANK, concat_frames, greedy_ctc
+from pipeline.tasks.asr import ASR, concat_frames
+from pipeline.tasks.ctc import BLANK, greedy_ctc
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ from pipeline.infer import ExportError, export_run, load_run
 from pipeline.infer.export import CARD_FILE, MODEL_FILE, cached_batches
 from pipeline.infer.traced import reference
 from pipeline.store import StoreWriter, make_fingerprint, manifest_hash
-from pipeline.tasks.asr import greedy_ctc
+from pipeline.tasks.ctc import greedy_ctc
 from pipeline.train.config import resolve_config
 from pipeline.train.loop import train
 from pipeline.upstreams.base import UpstreamSpec

@@ -34,7 +34,7 @@ from torch import nn
 from pipeline.analysis.plots import probe_curve
 from pipeline.data.manifest import Utterance
 from pipeline.tasks import build_task, metrics_record
-from pipeline.tasks.asr import ctc_loss, greedy_ctc
+from pipeline.tasks.ctc import ctc_loss, greedy_ctc
 
 CLASSIFIER_TASKS = ("er", "sv")
 CTC_TASKS = ("asr", "asr_en", "ml_asr")

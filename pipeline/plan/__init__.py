@@ -54,6 +54,7 @@ from pipeline.plan.experiment import (
     parse_experiment,
 )
 from pipeline.plan.model import (
+    ANALYSIS_SLOTS,
     CODE_SLOTS,
     GENERATED,
     MARKER,
@@ -74,7 +75,7 @@ from pipeline.plan.params_file import (
 from pipeline.plan.settings import extract_argv, train_argv, train_settings
 
 __all__ = [
-    "CODE_SLOTS", "GENERATED", "MARKER", "STORE_SLOTS", "Column", "CorpusImport", "Data", "Experiment",
+    "ANALYSIS_SLOTS", "CODE_SLOTS", "GENERATED", "MARKER", "STORE_SLOTS", "Column", "CorpusImport", "Data", "Experiment",
     "Paths", "Plan", "PlanError", "Row", "Run", "Section", "Store", "as_experiment", "check", "checked",
     "experiment_seeds", "extract_argv", "load_experiment", "make_plan", "parse_experiment",
     "read_experiment_mapping", "render", "resolve", "train_argv", "train_settings",

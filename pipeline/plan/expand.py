@@ -16,6 +16,7 @@ from pipeline import names
 from pipeline.paths import run_key, stamp_path, store_path
 from pipeline.plan.experiment import Experiment, parse_experiment
 from pipeline.plan.model import (
+    ANALYSIS_SLOTS,
     CODE_SLOTS,
     STORE_SLOTS,
     Plan,
@@ -98,7 +99,8 @@ def make_plan(exp: Experiment | Mapping[str, Any]) -> Plan:
                 f"{exp.source}: task data `{ds}` comes from no corpus under data.import "
                 f"(imported: {sorted(corpora)})"
             )
-    return Plan(suite, list(exp.tasks), stores, runs, rows, synth, imports, seeds)
+    return Plan(suite, list(exp.tasks), stores, runs, rows, synth, imports, seeds,
+                analysis_code(exp))  # fmt: skip
 
 
 def _cell(exp: Experiment, col: str, members: list[str], iface: str, where: str,
@@ -135,3 +137,22 @@ def run_code(interface: str, task: str, where: str) -> list[str]:
             "code slots (raise CODE_SLOTS in pipeline/plan/model.py and add slots to dvc.yaml)"
         )
     return files + [files[0]] * (CODE_SLOTS - len(files))
+
+
+def analysis_code(exp: Experiment) -> list[str]:
+    """The task modules the analyze stage's probes run (`analysis.probe.columns`' tasks), padded
+    to ANALYSIS_SLOTS: its code dependencies beside the shared ones, so an edit of a task the
+    probes do not use reruns no analysis."""
+    probe = (exp.analysis or {}).get("probe") or {}
+    files: list[str] = []
+    for col in probe.get("columns") or []:
+        if str(col) in exp.tasks:
+            files += names.code_files("task", exp.tasks[str(col)].task)
+    files = sorted(set(files)) or ["pipeline/tasks/__init__.py"]
+    if len(files) > ANALYSIS_SLOTS:
+        raise PlanError(
+            f"{exp.source}: analysis.probe.columns run {len(files)} files of pipeline/tasks; "
+            f"dvc.yaml's analyze stage has {ANALYSIS_SLOTS} slots (raise ANALYSIS_SLOTS in "
+            "pipeline/plan/model.py and add slots to dvc.yaml)"
+        )
+    return files + [files[0]] * (ANALYSIS_SLOTS - len(files))

@@ -70,8 +70,10 @@ def render(config_path: str | Path, out: str | Path | None = None) -> str:
     """
     path = Path(config_path)
     target = Path(out) if out is not None else path
-    own = _yaml(path, path.read_text(encoding="utf-8")) or {}
-    if target.resolve() == path.resolve() and isinstance(own, dict) and own.get("source"):
+    text = path.read_text(encoding="utf-8")
+    generated = _yaml(path, text.split(MARKER, 1)[1]) if MARKER in text else None
+    own = generated if isinstance(generated, dict) else {}
+    if target.resolve() == path.resolve() and own.get("source"):
         src = own["source"].get("config")
         raise PlanError(
             f"{path} is written from {src}: edit {src} and run "
@@ -80,7 +82,7 @@ def render(config_path: str | Path, out: str | Path | None = None) -> str:
         )
     cfg = read_experiment_mapping(path)
     exp = parse_experiment(cfg, str(path))
-    text = path.read_text(encoding="utf-8").split(MARKER)[0]
+    text = text.split(MARKER)[0]
     head = (
         "\n".join(ln for ln in text.split("\n") if not ln.startswith(HEADER)).strip("\n") + "\n\n"
     )

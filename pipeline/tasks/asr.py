@@ -25,11 +25,11 @@ from pipeline.data.manifest import Utterance
 from pipeline.masks import frame_mask
 from pipeline.tasks import register
 from pipeline.tasks.base import Task, metrics_record
+from pipeline.tasks.ctc import BLANK, ctc_loss, greedy_ctc
 from pipeline.tasks.metrics import cer, normalize_en, wer
 from pipeline.tasks.specaug import SpecAugment, SpecAugmentConfig
 
 SPECIALS = ["<blank>", "<eos>", "<unk>", "<pad>"]
-BLANK = 0
 EN_CHARS = ["|"] + [chr(c) for c in range(ord("A"), ord("Z") + 1)] + ["'"]
 
 
@@ -74,30 +74,6 @@ def concat_frames(
         T = k
     x = x[:, : T - T % k].reshape(B, T // k, k * D)
     return x, (lengths // k).clamp(min=1)
-
-
-def ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, targets: dict) -> torch.Tensor:
-    """CTC (blank 0, zero_infinity) of log_probs (B, T, V) against targets {"tokens" (B, S), "lengths" (B,)}."""
-    tokens, tlens = targets["tokens"], targets["lengths"]
-    return F.ctc_loss(
-        log_probs.transpose(0, 1).float(),  # (T, B, V)
-        tokens.to(log_probs.device),
-        out_lengths.to(log_probs.device),
-        tlens.to(log_probs.device),
-        blank=BLANK,
-        reduction="mean",
-        zero_infinity=True,
-    )
-
-
-def greedy_ctc(log_probs: torch.Tensor, out_lengths: torch.Tensor) -> list[list[int]]:
-    """Best path: argmax per frame, merge repeats, drop blanks. (B, T, V) -> B lists of token ids."""
-    best = log_probs.argmax(dim=-1).cpu()  # (B, T)
-    hyps = []
-    for b, n in enumerate(out_lengths.cpu().tolist()):
-        seq = best[b, :n].tolist()
-        hyps.append([t for i, t in enumerate(seq) if t != BLANK and (i == 0 or t != seq[i - 1])])
-    return hyps
 
 
 def collate_tokens(targets: list[torch.Tensor]) -> dict:
