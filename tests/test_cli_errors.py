@@ -123,6 +123,7 @@ def test_bad_settings_are_one_line_that_names_the_key(tmp_path):
         "train.lr=.nan": "train.lr=nan must be a finite number, 0 or more",
         "train.tier=bogus": "train.tier='bogus': use one of auto, gpu, pinned, mmap",
         "train.steps=abc": "train.steps='abc' is not a valid int",
+        "task_args.hidden=abc": "task_args.hidden='abc': task `er` takes a number",
     }
     for setting, want in cases.items():
         args = [*_train_args(data, cache, tmp_path / "run"), "--set", setting]

@@ -278,12 +278,38 @@ def validate(cfg: RunConfig) -> None:
     if t.tier not in TIERS:
         raise ConfigError(f"train.tier={t.tier!r}: use one of {', '.join(TIERS)}")
     _check_interface_args(cfg)
+    _check_task_args(cfg)
     if cfg.stores and len(cfg.stores) != len(cfg.models):
         named = all("=" in s for s in cfg.stores)
         if not named:
             raise ConfigError(
                 f"{len(cfg.stores)} --store path(s) for {len(cfg.models)} model(s): give one per model, "
                 "in order, or as NAME=PATH"
+            )
+
+
+def _check_task_args(cfg: RunConfig) -> None:
+    """Refuse a task argument whose value is not of the kind the task's own defaults give it
+    (`task_args.hidden=abc` where the default is a number), before anything is written."""
+    cls = task_class(cfg.task, "--task")
+    known = {**(cls.recipe.get("task_args") or {}), **(cls.demo.get("task_args") or {})}
+    for key, value in cfg.task_args.items():
+        if key not in known or known[key] is None:
+            continue
+        want = known[key]
+        if isinstance(want, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(want, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(want, str):
+            ok = isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            raise ConfigError(
+                f"task_args.{key}={value!r}: task `{cfg.task}` takes "
+                f"{'true or false' if isinstance(want, bool) else 'text' if isinstance(want, str) else 'a number'} "
+                f"there (its default is {want!r})"
             )
 
 
