@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import UserError
+from pipeline.store.faults import KILL_EXIT, reached
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -41,7 +42,6 @@ class CheckpointError(UserError, RuntimeError):
 
 
 KILL_ENV = "SFM_TRAIN_KILL_AT"
-KILL_EXIT = 77
 CRASH_POINTS = (
     "best_tmp",  # best.pt.tmp written, not yet renamed
     "best_renamed",  # best.pt in place; the log line not yet written
@@ -60,14 +60,7 @@ def _kill() -> None:
 
 def crash_point(name: str) -> None:
     """Mark that a checkpoint write reached `name`; the end of the process if SFM_TRAIN_KILL_AT asks."""
-    want = os.environ.get(KILL_ENV)
-    if not want:
-        return
-    target, _, nth = want.partition(":")
-    if target != name:
-        return
-    _hits[name] = _hits.get(name, 0) + 1
-    if _hits[name] >= int(nth or 1):
+    if reached(KILL_ENV, name, _hits):
         _kill()
 
 

@@ -27,14 +27,20 @@ STEPS = (
 _hits: dict[str, int] = {}
 
 
-def step(name: str) -> None:
-    """Mark that the writer reached `name`; the end of the process if the env asks for it."""
-    want = os.environ.get(ENV)
+def reached(env: str, name: str, hits: dict[str, int]) -> bool:
+    """Count a visit of point `name`; True when the variable `env` (`NAME[:N]`) asks to end the
+    process at this, its N-th visit (default 1). Shared by the store's and the trainer's hooks."""
+    want = os.environ.get(env)
     if not want:
-        return
+        return False
     target, _, nth = want.partition(":")
     if target != name:
-        return
-    _hits[name] = _hits.get(name, 0) + 1
-    if _hits[name] >= int(nth or 1):
+        return False
+    hits[name] = hits.get(name, 0) + 1
+    return hits[name] >= int(nth or 1)
+
+
+def step(name: str) -> None:
+    """Mark that the writer reached `name`; the end of the process if the env asks for it."""
+    if reached(ENV, name, _hits):
         os._exit(KILL_EXIT)
