@@ -86,7 +86,12 @@ def collate_tokens(targets: list[torch.Tensor]) -> dict:
 
 
 class BiLSTMCTCHead(nn.Module):
-    """Linear(D -> proj), BiLSTM stack, dropout, Linear(2·hidden -> V); returns CTC log-probs."""
+    """Linear(D -> proj), BiLSTM stack, dropout, Linear(2·hidden -> V); returns CTC log-probs.
+
+    `layers=0` is SUPERB's phoneme-recognition head: one Linear(k·D -> V) on the (stacked)
+    interface output, so the interface is the only other learned transformation (`proj` and
+    `hidden` are unused).
+    """
 
     def __init__(
         self,
@@ -108,6 +113,13 @@ class BiLSTMCTCHead(nn.Module):
         self.specaug = specaug
         self.mvn = mvn
         self.downsample = downsample
+        if layers < 0:
+            raise ValueError(f"asr head: layers must be >= 0, not {layers}")
+        self.linear = layers == 0
+        self.dropout = nn.Dropout(dropout)  # s3prl: after every RNN layer, the last included
+        if self.linear:
+            self.out = nn.Linear(in_dim * downsample, vocab_size)
+            return
         self.proj = nn.Linear(in_dim * downsample, proj)
         self.rnn = nn.LSTM(
             proj,
@@ -117,9 +129,6 @@ class BiLSTMCTCHead(nn.Module):
             batch_first=True,
             dropout=dropout if layers > 1 else 0.0,
         )
-        self.dropout = nn.Dropout(
-            dropout
-        )  # s3prl: dropout after every RNN layer, the last included
         self.out = nn.Linear(2 * hidden, vocab_size)
 
     def forward(
@@ -132,6 +141,9 @@ class BiLSTMCTCHead(nn.Module):
             feats = utterance_mvn(feats, lengths, norm_vars=self.mvn == "mean_var", eps=1e-10)
         if self.downsample > 1:
             feats, lengths = concat_frames(feats, lengths, self.downsample)
+        if self.linear:
+            lengths = lengths.clamp(min=1, max=feats.shape[1])
+            return self.out(self.dropout(feats)).log_softmax(dim=-1), lengths
         x = self.proj(feats)  # (B, T, proj)
         lengths = lengths.clamp(min=1, max=x.shape[1])
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -179,7 +191,7 @@ class ASR(CTCTask):
     cfg keys (SUPERB defaults):
         proj: 1024          Linear(D -> proj) before the LSTMs
         hidden: 1024        LSTM units per direction
-        layers: 2           BiLSTM layers
+        layers: 2           BiLSTM layers; 0: a linear CTC head (SUPERB phoneme recognition)
         dropout: 0.2
         specaug: true       time/frequency masks on the features while training
         specaug_num_freq_mask: 4, specaug_freq_mask_width: [0, 50],

@@ -28,7 +28,7 @@ from torch import nn
 from pipeline.data.manifest import Utterance
 from pipeline.masks import frame_mask
 from pipeline.tasks import register
-from pipeline.tasks.asr import CTCTask, specaug_from_cfg, utterance_mvn
+from pipeline.tasks.asr import BiLSTMCTCHead, CTCTask, specaug_from_cfg, utterance_mvn
 from pipeline.tasks.base import metrics_record
 from pipeline.tasks.metrics import cer, normalize_ml
 from pipeline.tasks.specaug import SpecAugmentConfig
@@ -127,6 +127,10 @@ class MultilingualASR(CTCTask):
         language: null      the ISO 639-3 code for mode mono (select() keeps only it)
         pre_dim: 80         Linear(D -> pre_dim) pre-encoder
         d_model: 256, heads: 8, ffn: 1024, blocks: 2, dropout: 0.1
+                            blocks: 0 is SUPERB's phoneme-recognition head instead: utterance
+                            MVN (means and variances), `downsample` stacked frames (default 1),
+                            one Linear(k·D -> V); the interface is then the only other learned
+                            transformation
         mvn_vars: false     ESPnet's utterance_mvn default normalises means only; true adds variances
         specaug: true       ESPnet ml_superb masks: specaug_num_freq_mask 2, specaug_freq_mask_width
                             [0, 27], specaug_num_time_mask 5, specaug_time_mask_ratio 0.05
@@ -182,6 +186,16 @@ class MultilingualASR(CTCTask):
 
     def build_head(self, in_dim: int) -> nn.Module:
         c = self.cfg
+        if int(c.get("blocks", 2)) == 0:
+            return BiLSTMCTCHead(
+                in_dim,
+                len(self.vocab),
+                layers=0,
+                dropout=float(c.get("dropout", 0.1)),
+                specaug=specaug_from_cfg(c, ML_SPECAUG),
+                mvn="mean_var",
+                downsample=int(c.get("downsample", 1)),
+            )
         return TransformerCTCHead(
             in_dim,
             len(self.vocab),

@@ -58,6 +58,8 @@ class TrainSettings:
     tier: str = "auto"  # loader tier: auto | gpu | pinned | mmap (see pipeline.feed.loader)
     features: str = "cache"  # cache: read stores | onthefly: run the upstream inside the step
     whisper_mode: str = "pad30"  # on the fly only: how Whisper upstreams see short input
+    autocast: str = "none"  # none | bf16: the training forward in bfloat16 autocast (CPU or GPU)
+    crop_s: float = 0.0  # crop each training clip to a random window of this many seconds; 0 = whole
 
 
 @dataclass
@@ -76,6 +78,8 @@ class RunConfig:
     interface_args: dict[str, Any] = field(default_factory=dict)  # kwargs for interfaces.build
     task_args: dict[str, Any] = field(default_factory=dict)  # the task's cfg dict
 
+
+AUTOCAST = ("none", "bf16")  # train.autocast: the training forward's precision
 
 # Keys that may differ when a run resumes (they do not change what is computed).
 VOLATILE = ("out", "train.device", "train.num_workers", "train.tier", "train.threads")
@@ -275,6 +279,10 @@ def validate(cfg: RunConfig) -> None:
         v = getattr(t, name)
         if not (math.isfinite(v) and v >= 0):
             raise ConfigError(f"train.{name}={v} must be a finite number, 0 or more")
+    if t.autocast not in AUTOCAST:
+        raise ConfigError(f"train.autocast={t.autocast!r}: use one of {', '.join(AUTOCAST)}")
+    if not (math.isfinite(t.crop_s) and t.crop_s >= 0):
+        raise ConfigError(f"train.crop_s={t.crop_s} must be a finite number of seconds, 0 or more")
     if t.tier not in TIERS:
         raise ConfigError(f"train.tier={t.tier!r}: use one of {', '.join(TIERS)}")
     _check_interface_args(cfg)

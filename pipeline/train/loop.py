@@ -113,6 +113,34 @@ def _better(value: float, best: float | None, direction: str) -> bool:
     return value > best if direction == "higher" else value < best
 
 
+def crop_clips(
+    feats: list[torch.Tensor], lengths: list[torch.Tensor], rates: list[float], crop_s: float
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One random window of `crop_s` seconds per clip, the same stretch of audio in every
+    upstream (each at its own frame rate); clips shorter than the window stay whole. SUPERB
+    crops its speaker-verification training clips the same way. Draws from torch's generator,
+    which the trainer reseeds every step.
+
+    feats[i] (B, L_i, T_i, D_i), lengths[i] (B,) -> the same with T_i at most crop_s·rate_i.
+    """
+    dur = torch.stack([n.float() / r for n, r in zip(lengths, rates, strict=True)]).amin(0)
+    start = torch.rand(dur.shape, device=dur.device) * (dur - crop_s).clamp(min=0)  # seconds
+    out_f, out_n = [], []
+    for x, n, r in zip(feats, lengths, rates, strict=True):
+        width = max(1, round(crop_s * r))
+        if width >= x.shape[2]:
+            out_f.append(x)
+            out_n.append(n)
+            continue
+        first = (start * r).long().clamp(min=0)
+        first = torch.minimum(first, (n - width).clamp(min=0))
+        idx = (first[:, None] + torch.arange(width, device=x.device)).clamp(max=x.shape[2] - 1)
+        idx = idx[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[3])
+        out_f.append(torch.gather(x, 2, idx))
+        out_n.append(torch.minimum(n, torch.full_like(n, width)))
+    return out_f, out_n
+
+
 def _to_device(x: Any, device: torch.device) -> Any:
     if isinstance(x, torch.Tensor):
         return x.to(device, non_blocking=True)
@@ -223,11 +251,19 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
 
     def batch_loss(self, batch: dict) -> torch.Tensor:
-        """The task's loss on one micro-batch (a scalar tensor)."""
-        su = self.setup
-        out, out_len = su.interface(batch["feats"], batch["lengths"])
-        targets = _to_device(su.task.collate([su.task.target(u) for u in batch["utts"]]), su.device)
-        return su.task.loss(su.head, out, out_len, targets)
+        """The task's loss on one micro-batch (a scalar tensor): clips cropped to `crop_s`
+        seconds and the forward in bf16 autocast when the train settings ask for them."""
+        su, t = self.setup, self.cfg.train
+        feats, lengths = batch["feats"], batch["lengths"]
+        if t.crop_s > 0:
+            feats, lengths = crop_clips(feats, lengths, su.frame_rates, t.crop_s)
+        with torch.autocast(su.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
+            out, out_len = su.interface(feats, lengths)
+            targets = _to_device(
+                su.task.collate([su.task.target(u) for u in batch["utts"]]), su.device
+            )
+            loss = su.task.loss(su.head, out, out_len, targets)
+        return loss.float()
 
     def micro_step(self, batch: dict, micro: int) -> float:
         """Reseed from (seed, step, micro), forward and backward one micro-batch -> loss / accum."""
