@@ -28,13 +28,14 @@ def fake_run(
     per_language: dict | None = None,
     seed: int = 0,
     extra: dict[str, float] | None = None,
+    learning: bool = False,
 ) -> None:
     """A run directory as `pipeline train` writes it (config, metrics, log, interface summary).
     `extra`: more scored splits (e.g. {"test_unseen": 0.7}) beside dev and test."""
     run_dir.mkdir(parents=True)
     metric, direction = METRIC[task]
     cfg = {"interface": interface, "models": models, "task": task, "data": "", "cache": "",
-           "train": {"steps": 100, "seed": seed}, "interface_args": {},
+           "train": {"steps": 50, "seed": seed}, "interface_args": {},
            "task_args": task_args or {}}  # fmt: skip
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     recs = []
@@ -45,8 +46,14 @@ def fake_run(
             rec["per_language"] = per_language
         recs.append(rec)
     (run_dir / "metrics.json").write_text(json.dumps(recs))
+    # dev converges by step 20 (flat after it), or with `learning` still gains 5 % at step 50
+    worse = 0.1 if direction == "lower" else -0.1
+    devs = [value + worse, value, value, value, value]
+    if learning:
+        devs = [value + worse * k for k in (4, 3, 2, 1, 0)]
     log = [
-        {"step": s, "train_loss": 2.0 / s, f"dev_{metric}": value + 1.0 / s} for s in (10, 20, 30)
+        {"step": s, "train_loss": 2.0 / s, f"dev_{metric}": d}
+        for s, d in zip((10, 20, 30, 40, 50), devs, strict=True)
     ]
     (run_dir / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in log))
     rng = np.random.default_rng(len(run_dir.name))

@@ -5,6 +5,8 @@ mono-language averaging; cells found by the runs' configs whatever their directo
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -102,8 +104,8 @@ def test_curves_and_figures(default_report):
     assert curves == ["asr_en.csv", "er.csv", "ml_asr.csv", "sv.csv"]
     lines = (tmp / "results" / "curves" / "sv.csv").read_text().splitlines()
     assert (
-        lines[0] == "step,run,dev,train_loss" and len(lines) == 1 + 8 * 3
-    )  # 8 runs x 3 evaluations
+        lines[0] == "step,run,dev,train_loss" and len(lines) == 1 + 8 * 5
+    )  # 8 runs x 5 evaluations
     assert lines[1].startswith("10,Whisper tiny.en · WS,")
     for name in ("ws_layer_weights", "gumd_layer_selection", "hconv_tap_norms", "curves_dev",
                  "curves_train_loss"):  # fmt: skip
@@ -242,3 +244,39 @@ def test_one_column_never_mixes_seeds_of_two_tasks(tmp_path):
     paths = write_report(tmp_path / "runs", tmp_path / "out", cfg_path, importance=False)
     ws = [r for r in _rows(paths["table"].read_text()) if r[1] == "WS"][0]
     assert ws[2:] == ["–", "–", "20.00 ± 14.14", "90.00 (n=1) (1/2 runs)"]
+
+
+def test_cells_still_improving_at_their_last_step_are_marked(tmp_path):
+    """A cell whose run gained > 2 % over its last fifth of steps gets the mark and the legend;
+    a run that plateaued, or stopped early on patience, does not."""
+    from pipeline.report.convergence import MARK, still_improving
+
+    fake_run(tmp_path / "flat", ["whisper_base"], "ws", "sv", 0.2)
+    fake_run(tmp_path / "rising", ["whisper_base"], "ws", "sv", 0.2, learning=True)
+    fake_run(tmp_path / "acc", ["whisper_base"], "ws", "er", 0.6, learning=True)
+    got = load_runs(tmp_path)
+    flat, rising, acc = (got[n] for n in ("flat", "rising", "acc"))
+    assert not still_improving(flat, "lower")
+    assert still_improving(rising, "lower") and still_improving(acc, "higher")
+    rising.config["train"]["patience"], rising.config["train"]["steps"] = 2, 400
+    assert not still_improving(rising, "lower")  # stopped early on patience
+
+    cfg = experiment({"Single model": [["whisper_base"]]})
+    cfg["tasks"] = {"sv": {"task": "sv"}}
+    runs = tmp_path / "runs"
+    fabricate(cfg, runs, lambda m, i, t, s: 0.2, name=lambda k, s: k)
+    cfg_path = tmp_path / "exp.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def table() -> str:
+        paths = write_report(runs, tmp_path / "results", cfg_path, importance=False)
+        return Path(paths["table"]).read_text()
+
+    text = table()
+    assert MARK not in text
+    key = next(p.name for p in runs.iterdir() if "-hconv-" in p.name)
+    shutil.rmtree(runs / key)
+    fake_run(runs / key, ["whisper_base"], "hconv", "sv", 0.2, learning=True)
+    text = table()
+    rows = [line for line in text.splitlines() if line.startswith("|  | HConv")]
+    assert rows and MARK in rows[0] and "not converged" in text

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from pipeline.plan import make_plan
 from pipeline.report.cells import Cell, best_marks, cell, fmt, seeds_in
+from pipeline.report.convergence import MARK as CONVERGENCE_MARK
+from pipeline.report.convergence import legend as convergence_legend
+from pipeline.report.convergence import unconverged
 from pipeline.report.layout import (
     ARROW,
     INTERFACE_LABEL,
@@ -162,7 +165,7 @@ def _metric_entries(c: Cell, name: str) -> dict[str, float]:
 def table_markdown(layout: Layout, runs: dict[str, RunResult]) -> tuple[str, dict]:
     """The markdown of table.md and the flat metrics dict ({row: {column_metric: %}})."""
     metrics: dict[str, dict[str, float]] = {}
-    parts, found, expected = [], 0, 0
+    parts, found, expected, marked = [], 0, 0, 0
     tables = list(dict.fromkeys(r.table for r in layout.rows))
     nominal = len(seeds_in(layout, runs)) or 1
     splits = [layout.split] + extra_splits(layout, runs)
@@ -196,7 +199,11 @@ def table_markdown(layout: Layout, runs: dict[str, RunResult]) -> tuple[str, dic
                     s = fmt(x.stat, nominal)
                     if x.stat is not None and 0 < x.found < x.expected:
                         s += f" ({x.found}/{x.expected} runs)"
-                    column.append(f"**{s}**" if m else s)
+                    s = f"**{s}**" if m else s
+                    if x.stat is not None and unconverged(layout.rows[i].cells[c], runs, direction):
+                        s += f" {CONVERGENCE_MARK}"
+                        marked += split == layout.split
+                    column.append(s)
                     if x.stat is not None:
                         name = f"{c}_{metric}" if split == layout.split else f"{c}_{split}_{metric}"
                         rk = row_key(layout, i, runs, len(tables))
@@ -220,4 +227,6 @@ def table_markdown(layout: Layout, runs: dict[str, RunResult]) -> tuple[str, dic
         + "\n\n".join(parts)
         + "\n"
     )
+    if marked:
+        text += f"\n{convergence_legend()}\n"
     return text, metrics
