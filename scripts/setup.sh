@@ -15,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the project needs (space-separated; add new ones here).
-DEBIAN_PACKAGES="espeak-ng flite libsndfile1"
+# asterisk-core-sounds-*: real recorded prompts for the ml_asr column (docs/DATA_ASTERISK.md)
+DEBIAN_PACKAGES="espeak-ng flite libsndfile1 asterisk-core-sounds-es asterisk-core-sounds-es-wav asterisk-core-sounds-fr asterisk-core-sounds-fr-wav asterisk-core-sounds-it asterisk-core-sounds-it-wav asterisk-core-sounds-ru asterisk-core-sounds-ru-wav"
 
 CHECK=0
 case "${1:-}" in

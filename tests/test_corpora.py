@@ -24,7 +24,7 @@ def ids(path: Path) -> list[str]:
 
 
 def test_registry_names():
-    assert set(IMPORTERS) == {"librispeech", "mlsuperb", "voxceleb1", "iemocap"}
+    assert set(IMPORTERS) == {"librispeech", "mlsuperb", "voxceleb1", "iemocap", "asterisk"}
     with pytest.raises(CorpusError, match="unknown corpus 'timit'"):
         import_corpus("timit", ".", ".")
 

@@ -60,11 +60,19 @@ def make_plan(exp: Experiment | Mapping[str, Any]) -> Plan:
     suite, paths, seeds = exp.data.suite, exp.paths, exp.run_seeds()
     data_dir = f"{paths.data_root}/{suite}"
     synth = {suite: {"out": data_dir}} if exp.data.synth else {}
+    # Beside synth (whose DVC output is all of data/<suite>), imports go to a folder of their
+    # own: DVC refuses an output inside another stage's output folder.
+    import_dir = f"{data_dir}-import" if synth else data_dir
     imports = {
-        name: {"corpus": s.corpus, "root": s.root, "args": s.args, "parent": data_dir,
-               "out": f"{data_dir}/{s.corpus}"}
+        name: {"corpus": s.corpus, "root": s.root, "args": s.args, "parent": import_dir,
+               "out": f"{import_dir}/{s.corpus}"}
         for name, s in exp.data.imports.items()
     }  # fmt: skip
+    corpora = {v["corpus"] for v in imports.values()}
+
+    def data_path(dataset: str) -> str:
+        """Where a column's task data dir lies: an imported corpus's, else the suite's."""
+        return f"{import_dir if dataset.split('/')[0] in corpora else data_dir}/{dataset}"
 
     stores: dict[str, Store] = {}
     runs: dict[str, Run] = {}
@@ -74,7 +82,7 @@ def make_plan(exp: Experiment | Mapping[str, Any]) -> Plan:
         skey = f"{dataset.replace('/', '_')}-{m}"
         if skey not in stores:
             cache_dir = f"{paths.cache_root}/{suite}/{dataset}"
-            stores[skey] = Store(skey, dataset, m, f"{data_dir}/{dataset}",
+            stores[skey] = Store(skey, dataset, m, data_path(dataset),
                                  store_path(cache_dir, m), stamp_path(suite, dataset, m))  # fmt: skip
         return stores[skey]
 
@@ -89,23 +97,25 @@ def make_plan(exp: Experiment | Mapping[str, Any]) -> Plan:
             for iface in sec.interfaces:
                 row = Row(sec.table, sec.section, list(members), iface, {})
                 for col in cols:
-                    row.cells[col] = _cell(exp, col, members, iface, where, seeds, store_for, runs)
+                    row.cells[col] = _cell(exp, col, members, iface, where, seeds, store_for,
+                                           runs, data_path)  # fmt: skip
                 rows.append(row)
-    corpora = {v["corpus"] for v in imports.values()}
-    for r in runs.values():
-        ds = r.data[len(data_dir) + 1 :]
-        if not synth and ds.split("/")[0] not in corpora:
-            raise PlanError(
-                f"{exp.source}: task data `{ds}` comes from no corpus under data.import "
-                f"(imported: {sorted(corpora)})"
-            )
+    for col, spec in exp.tasks.items():
+        for _, ex in spec.expansions():
+            for ds in (spec.data_dir.format(**ex), spec.store_dir.format(**ex)):
+                if not synth and ds.split("/")[0] not in corpora:
+                    raise PlanError(
+                        f"{exp.source}: tasks.{col}: task data `{ds}` comes from no corpus under "
+                        f"data.import (imported: {sorted(corpora)}); import it or set data.synth"
+                    )
     return Plan(suite, list(exp.tasks), stores, runs, rows, synth, imports, seeds,
                 analysis_code(exp))  # fmt: skip
 
 
 def _cell(exp: Experiment, col: str, members: list[str], iface: str, where: str,
-          seeds: list[int], store_for, runs: dict[str, Run]) -> list[str]:  # fmt: skip
-    """The run keys of one table cell (adding its runs to `runs`): one per expansion × seed."""
+          seeds: list[int], store_for, runs: dict[str, Run], data_path) -> list[str]:  # fmt: skip
+    """The run keys of one table cell (adding its runs to `runs`): one per expansion × seed.
+    `data_path(dataset)` is where a task data dir lies (the suite's or an import's folder)."""
     spec = exp.tasks[col]
     models = [resolve(m, col, spec.task, exp.aliases, exp.upstreams, where) for m in members]
     if len(set(models)) != len(models):
@@ -118,7 +128,7 @@ def _cell(exp: Experiment, col: str, members: list[str], iface: str, where: str,
         for seed in seeds:
             key = run_key(models, iface, col, group, seed, len(seeds))
             if key not in runs:
-                runs[key] = Run(key, models, iface, col, spec.task, f"{exp.paths.data_root}/{exp.data.suite}/{dataset}",
+                runs[key] = Run(key, models, iface, col, spec.task, data_path(dataset),
                                 f"{exp.paths.cache_root}/{exp.data.suite}/{store_data}",
                                 stamps + [stamps[0]] * (STORE_SLOTS - len(stamps)), code,
                                 {**spec.set, **ex}, group, seed)  # fmt: skip

@@ -31,7 +31,8 @@ class CorpusImport:
 
 @dataclass(frozen=True)
 class Data:
-    """`data`: the suite (data/<suite>/), built-in (`synth`) or imported (`imports`)."""
+    """`data`: the suite (data/<suite>/), built-in (`synth`), imported (`imports`) or both
+    (synth's task dirs beside the imported corpora, which then go to data/<suite>-import/)."""
 
     suite: str
     synth: str | None = None  # preset of the built-in suite: tiny | demo | large
@@ -259,8 +260,8 @@ def _data(r: _Reader, v: Any) -> Data:
                                           str(r.string(s["root"], f"{where}.root")),
                                           str(s.get("args") or ""))  # fmt: skip
     synth = r.string(d.get("synth"), "data.synth", optional=True) or None
-    if synth and imports:
-        raise r.fail("data", "set either `synth` (the built-in suite) or `import` (real corpora), not both")  # fmt: skip
+    # Both may be set: the suite's task dirs come from synth, a column whose `data` starts with
+    # an imported corpus's name reads that import (make_plan checks every column's source).
     if not synth and not imports:
         raise r.fail("data", "set `synth: tiny|demo|large` or list corpora under `import:`")
     seed = d.get("seed", 0)

@@ -1,5 +1,6 @@
 """results/languages.md: the CER of every ml_asr column per language (the paper's Table III
-layout), mean ± sd over seeds, with the table's bold rule."""
+layout), mean ± sd over seeds, with the table's bold rule; under each column's heading, where
+its data come from (real recorded or synthesized speech) and the languages' names."""
 
 from __future__ import annotations
 
@@ -7,6 +8,47 @@ from pipeline.analysis.stats import Summary, summarize
 from pipeline.report.cells import best_marks, fmt, seeds_in
 from pipeline.report.layout import INTERFACE_LABEL, Layout, set_label
 from pipeline.report.runs import RunResult
+
+# ISO 639-3 code -> English name, for the legend under each table (the cells keep the codes)
+LANGUAGE_NAMES = {
+    "eng": "English", "spa": "Spanish", "fra": "French", "ita": "Italian", "rus": "Russian",
+    "deu": "German", "por": "Portuguese", "nld": "Dutch", "pol": "Polish", "cmn": "Mandarin",
+    "jpn": "Japanese", "swa": "Swahili", "swe": "Swedish", "xty": "Yoloxóchitl Mixtec",
+    "hin": "Hindi", "tur": "Turkish", "vie": "Vietnamese", "ara": "Arabic", "kor": "Korean",
+}  # fmt: skip
+# What the data of a column read from an imported corpus is (data.import.<name>.corpus)
+CORPUS_NOTES = {
+    "asterisk": "**real recorded speech**: the Asterisk PBX's telephone prompts (Debian "
+    "asterisk-core-sounds-<lang>), 8 kHz telephone band, one professional speaker per "
+    "language, split by prompt (docs/DATA_ASTERISK.md)",
+    "mlsuperb": "ML-SUPERB 1-hour sets (read speech of many speakers and sources)",
+}
+
+
+def language_name(code: str) -> str:
+    """`spa` -> `Spanish`; an unknown code stays itself."""
+    return LANGUAGE_NAMES.get(code, code)
+
+
+def column_data_note(cfg: dict, col: str) -> str:
+    """One sentence on where a column's utterances come from: an imported corpus (with what
+    it is, when known) or the built-in suite's synthesized speech; "" without a config."""
+    tasks, data = cfg.get("tasks") or {}, cfg.get("data") or {}
+    spec = tasks.get(col) or {}
+    if not spec:
+        return ""
+    dataset = str(spec.get("data") or spec.get("task") or col)
+    corpora = {str(v.get("corpus")): v for v in (data.get("import") or {}).values()}
+    corpus = dataset.split("/")[0]
+    if corpus in corpora:
+        note = CORPUS_NOTES.get(corpus, f"the imported corpus `{corpus}`")
+        return f"Data: {note}; audio from `{corpora[corpus].get('root')}`."
+    if data.get("synth"):
+        return (
+            "Data: synthesized speech of the built-in suite (eSpeak NG and Flite voices), "
+            "not recorded speech."
+        )
+    return ""
 
 
 def _row_languages(layout: Layout, keys: list[str], col: str, runs: dict[str, RunResult]) -> dict:
@@ -63,6 +105,12 @@ def languages_markdown(layout: Layout, runs: dict[str, RunResult]) -> str:
         table = [_summaries(p, langs) for p in per_row]
         marks = {c: best_marks(rows, [t[c] for t in table], "lower") for c in columns}
         out.append(f"## {layout.column_labels.get(col, col)}\n")
+        note = column_data_note(layout.cfg, col)
+        named = [f"{x} = {language_name(x)}" for x in langs if language_name(x) != x]
+        if named:
+            note = (note + " " if note else "") + "Languages: " + ", ".join(named) + "."
+        if note:
+            out.append(note + "\n")
         out.append("| Model | Interface | " + " | ".join(columns) + " |")
         out.append("|---|---|" + "---:|" * len(columns))
         prev = (None, None)

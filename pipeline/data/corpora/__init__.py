@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.data.corpora.asterisk import import_asterisk
 from pipeline.data.corpora.common import CorpusError, ImportResult
 from pipeline.data.corpora.iemocap import import_iemocap
 from pipeline.data.corpora.librispeech import import_librispeech
@@ -22,6 +23,7 @@ IMPORTERS: dict[str, Callable[..., ImportResult]] = {
     "mlsuperb": import_mlsuperb,
     "voxceleb1": import_voxceleb1,
     "iemocap": import_iemocap,
+    "asterisk": import_asterisk,
 }
 
 __all__ = ["IMPORTERS", "CorpusError", "ImportResult", "import_corpus"]
