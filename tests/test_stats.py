@@ -58,3 +58,28 @@ def test_clear_lead_needs_more_than_both_spreads():
     assert not clear_lead(a, summarize([0.21, 0.23, 0.25]))  # lead 0.02 < 0.01 + 0.02
     assert clear_lead(summarize([0.2]), summarize([0.2001]))  # one seed: any lead
     assert not clear_lead(summarize([0.2]), summarize([0.2]))
+
+
+def test_welch_ci_equals_scipys_and_holds_the_difference():
+    from scipy import stats as st
+
+    from pipeline.analysis.stats import difference, summarize
+
+    a, b = [0.31, 0.29, 0.35, 0.30], [0.40, 0.37, 0.45]
+    d = difference(summarize(a), summarize(b))
+    lo, hi = d.ci()
+    ref = st.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert abs(lo - ref.low) < 1e-9 and abs(hi - ref.high) < 1e-9
+    assert lo < d.value < hi and hi < 0  # significant: the interval excludes 0
+    assert d.p < 0.05
+    assert difference(summarize([0.3]), summarize(b)).ci() is None  # one seed: no spread
+
+
+def test_seeds_to_decide_grows_as_the_difference_shrinks_against_the_spread():
+    from pipeline.analysis.stats import Contrast, seeds_to_decide
+
+    # t = value / se = 1 with 3 seeds: n (z_.975 + z_.8)^2 / t^2 = 3 * 7.85 -> 24
+    assert seeds_to_decide(Contrast(0.01, 0.01, 4.0, 0.37), 3) == 24
+    assert seeds_to_decide(Contrast(0.02, 0.01, 4.0, 0.12), 3) == 6
+    assert seeds_to_decide(Contrast(0.0, 0.01, 4.0, 1.0), 3) is None
+    assert seeds_to_decide(Contrast(0.01, None, None, None), 1) is None

@@ -51,6 +51,28 @@ class Contrast:
     def significant(self, alpha: float = 0.05) -> bool:
         return self.p is not None and self.p < alpha
 
+    def ci(self, level: float = 0.95) -> tuple[float, float] | None:
+        """The two-sided `level` confidence interval of the value (Welch's t), or None."""
+        if self.se is None or self.df is None:
+            return None
+        if self.se == 0.0:
+            return (self.value, self.value)
+        half = float(_st.t.ppf(0.5 + level / 2, self.df)) * self.se
+        return (self.value - half, self.value + half)
+
+
+def seeds_to_decide(c: Contrast, n: int, alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """Seeds per cell that would make a difference of this size significant at `alpha` with
+    probability `power`, if the measured spreads stay (normal approximation, each term's
+    variance scaled from its `n` seeds): n · ((z_{1-α/2} + z_power) · se / value)². None when
+    it cannot be computed (no spread, or a zero difference)."""
+    if c.se is None or c.value == 0.0:
+        return None
+    if c.se == 0.0:
+        return 2
+    z = float(_st.norm.ppf(1 - alpha / 2) + _st.norm.ppf(power))
+    return max(2, math.ceil(n * (z * c.se / c.value) ** 2))
+
 
 def contrast(terms: Sequence[tuple[float, Summary]]) -> Contrast:
     """sum_i c_i * mean_i, with se^2 = sum c_i^2 s_i^2 / n_i and the Welch-Satterthwaite df."""

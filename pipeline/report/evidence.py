@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.analysis.stats import Contrast, Summary, contrast, difference, variance_ratio
+from pipeline.analysis.stats import (
+    Contrast,
+    Summary,
+    contrast,
+    difference,
+    seeds_to_decide,
+    variance_ratio,
+)
 from pipeline.report.cells import cell
 from pipeline.report.layout import (
     ARROW,
@@ -41,6 +48,8 @@ class Comparison:
     difference: str  # in percentage points, "a - b", or a spread ratio
     p: float | None
     outcome: str  # holds | fails | undecided
+    ci: tuple[float, float] | None = None  # 95 % CI of the difference (fractions), Welch's t
+    seeds_needed: int | None = None  # seeds per cell that would decide it, from the spreads
 
 
 def registry_family(name: str) -> str | None:
@@ -115,7 +124,14 @@ def compare(ev: Evidence, col: str, a: tuple[str, Summary], b: tuple[str, Summar
     d = difference(a[1], b[1])
     claimed = 1.0 if ev.direction(col) == "higher" else -1.0
     return Comparison(ev.column_label(col), a[0], b[0], a[1], b[1], f"{100 * d.value:+.2f}", d.p,
-                      judge(d, claimed))  # fmt: skip
+                      judge(d, claimed), d.ci(), _needed(d, a[1], b[1]))  # fmt: skip
+
+
+def _needed(c: Contrast, *cells: Summary) -> int | None:
+    """Seeds per cell that would decide an undecided comparison (None once it is decided)."""
+    if c.significant(ALPHA):
+        return None
+    return seeds_to_decide(c, min(s.n for s in cells), ALPHA)
 
 
 Found = tuple[list[Comparison], list[str]]
@@ -258,7 +274,8 @@ def family_gains(ev: Evidence) -> dict[str, Found]:
                     comps.append(Comparison(
                         ev.column_label(col), f"{ev.name(h, iface)}: gain {100 * a.value:+.2f}",
                         f"{ev.name(m, iface)}: gain {100 * b.value:+.2f}", None, None,
-                        f"{100 * c.value:+.2f}", c.p, judge(c, 1.0)))  # fmt: skip
+                        f"{100 * c.value:+.2f}", c.p, judge(c, 1.0), c.ci(),
+                        _needed(c, *[x for _, x in gh + gm])))  # fmt: skip
         missing = []
         if not h_rows or not m_rows:
             missing.append(

@@ -86,14 +86,18 @@ def _table(part: Part) -> list[str]:
     if not part.comparisons:
         return []
     out = [
-        "| Column | Claimed better | Compared with | Difference | p | Outcome |",
-        "|---|---|---|---:|---:|---|",
+        "| Column | Claimed better | Compared with | Difference | 95 % CI | p | Outcome | Seeds to decide |",
+        "|---|---|---|---:|---:|---:|---|---:|",
     ]
     for c in part.comparisons:
         p = "–" if c.p is None else (f"{c.p:.3f}" if c.p >= 0.001 else "<0.001")
         a = f"{c.a_label}: {_pct(c.a)}" if c.a is not None else c.a_label
         b = f"{c.b_label}: {_pct(c.b)}" if c.b is not None else c.b_label
-        out.append(f"| {c.column} | {a} | {b} | {c.difference} | {p} | {c.outcome} |")
+        ci = "–" if c.ci is None else f"[{100 * c.ci[0]:+.2f}, {100 * c.ci[1]:+.2f}]"
+        need = "–" if c.seeds_needed is None else str(c.seeds_needed)
+        out.append(
+            f"| {c.column} | {a} | {b} | {c.difference} | {ci} | {p} | {c.outcome} | {need} |"
+        )
     return out
 
 
@@ -173,7 +177,11 @@ def findings_markdown(layout: Layout, runs: dict[str, RunResult]) -> str:
         f"are compared with a one-sided F-test at p < {ALPHA}. Differences are 'claimed better "
         "minus compared with' in percentage points, so negative means better in ↓ columns and "
         "positive in ↑ columns (for F5: the first gain minus the second, positive = the claim). "
-        "With 3 seeds only large, consistent differences can be decided.",
+        "With 3 seeds only large, consistent differences can be decided. The 95 % CI is "
+        "Welch's interval of the difference. *Seeds to decide*, for an undecided comparison: "
+        "how many seeds per cell would make a difference of the measured size significant "
+        "with 80 % power if the measured spreads stay (normal approximation; '–' once decided "
+        "or without a spread).",
         "",
         "| Finding | Verdict |",
         "|---|---|",
