@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from pipeline.audio import load_audio
 from pipeline.data.corpora import IMPORTERS, CorpusError, import_corpus
@@ -269,3 +270,19 @@ def test_real_italian_prompts(tmp_path):
     audio = load_audio(u.path)
     assert abs(len(audio) / 16000 - u.duration) < 0.01
     assert any("silence" in s for s in result.skipped)
+
+
+def test_table_header_says_which_column_reads_real_speech(tmp_path):
+    from pipeline.report import write_report
+    from tests.report_fakes import fabricate
+
+    cfg = _default()
+    cfg["tasks"] = {"ml_asr": cfg["tasks"]["ml_asr"], "sv": cfg["tasks"]["sv"]}
+    cfg["seeds"] = [0]
+    cfg_path = tmp_path / "exp.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    fabricate(cfg, tmp_path / "runs", lambda m, i, t, s: 0.3)
+    paths = write_report(tmp_path / "runs", tmp_path / "results", cfg_path, importance=False)
+    text = Path(paths["table"]).read_text()
+    assert "Column ML-ASR multi instead: **real recorded speech**" in text
+    assert "Column SV instead" not in text

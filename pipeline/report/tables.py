@@ -16,6 +16,7 @@ from pipeline.report.cells import Cell, best_marks, cell, fmt, seeds_in
 from pipeline.report.convergence import MARK as CONVERGENCE_MARK
 from pipeline.report.convergence import legend as convergence_legend
 from pipeline.report.convergence import unconverged
+from pipeline.report.languages import column_data_note
 from pipeline.report.layout import (
     ARROW,
     INTERFACE_LABEL,
@@ -82,6 +83,13 @@ def _header(layout: Layout, runs: dict[str, RunResult], found: int, expected: in
         counts = _suite_counts(info)
         if counts:
             lines.append("Utterances (train/dev/test): " + "; ".join(counts) + ".")
+        imported = [c for c in layout.columns if column_data_note(cfg, c).startswith("Data: ")
+                    and "synthesized" not in column_data_note(cfg, c)]  # fmt: skip
+        for c in imported:  # columns that read an imported corpus instead of the suite
+            lines.append(
+                f"Column {layout.column_labels.get(c, c)} instead: "
+                + column_data_note(cfg, c)[len("Data: ") :]
+            )
     elif data.get("import"):
         lines.append(
             "\n**Data**: "
