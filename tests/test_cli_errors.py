@@ -139,7 +139,7 @@ def test_an_upstream_that_cannot_be_had_offline_is_one_line(tmp_path, monkeypatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data, _ = make_er_suite(tmp_path, sizes={"train": 2})
     for model, want in (("wavlm_bse_plus", "did you mean `wavlm_base_plus`"),
-                        ("wavlm_base_plus", "without HF_HUB_OFFLINE")):  # fmt: skip
+                        ("wavlm_base_plus", "HF_HUB_OFFLINE is set, so the hub is not asked")):  # fmt: skip
         args = ["extract", "--model", model, "--data", str(data), "--out", str(tmp_path / "s.zarr")]
         r = CliRunner().invoke(app, args)
         lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from pipeline.analysis import suite as dvc_analyze
 from pipeline.data.manifest import Utterance
@@ -100,13 +101,18 @@ def test_the_stage_writes_probes_and_cka_for_every_upstream(analyzed):
 
 def test_the_report_shows_the_analysis_with_captions(analyzed):
     tmp, cfg, _ = analyzed
+    cfg = {**cfg, "train": {**cfg["train"], "steps": 50}}  # what the fabricated runs record
     fabricate(cfg, tmp / "runs", lambda models, iface, task, seed: 0.5)
     cfg_path = tmp / "exp.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     paths = write_report(tmp / "runs", tmp / "results", cfg_path, importance=False)
     md = paths["report"].read_text()
-    assert "![probe er](analysis/probe_er.png)" in md and "![probe sv](analysis/probe_sv.png)" in md
-    assert "![CKA whisper_tiny_en vs whisper_base](analysis/cka_whisper_tiny_en__whisper_base.png)" in md  # fmt: skip
+    # drawn again by the report: display names, its figures' width (1,200 px), ER with intervals
+    assert "![probe er](figures/layer_probe_er.png)" in md and "![probe sv](figures/layer_probe_sv.png)" in md  # fmt: skip
+    assert "![CKA Whisper tiny.en vs Whisper base](figures/layer_cka_whisper_tiny_en__whisper_base.png)" in md  # fmt: skip
+    for name in ("layer_probe_er", "layer_probe_sv", "layer_cka_whisper_tiny_en__whisper_base"):
+        assert Image.open(tmp / "results" / "figures" / f"{name}.png").size[0] == 1200, name
+    assert "Bars: the 95 % Wilson interval" in md and "No bars:" in md  # ER accuracy; SV EER
     assert "on the test split (12 utterances" in md  # which split, how many
     assert "Whisper tiny.en (rows) vs Whisper base (columns)" in md and "CKA" in md  # display names
     assert "| Whisper tiny.en / Whisper base |" in md  # the pair's best-match scores

@@ -92,3 +92,34 @@ def test_a_trained_runs_importance_from_its_checkpoint_and_stores(tmp_path):
     assert all(a.ndim == 1 and np.all(a >= 0) and a.max() > 0 for a in imp)
     shutil.rmtree(cache / "up_b.zarr")
     assert run_importance(r) is None
+
+
+def test_a_store_rebuilt_after_training_is_refused_as_evaluate_refuses_it(tmp_path):
+    """The report's ablation reads the run's stores: one rebuilt since the run trained (another
+    weights hash in its fingerprint) is refused with the field named, by run_importance and by
+    `pipeline report` (one `error:`, no traceback), not measured silently."""
+    from pipeline.feed.run_inputs import InputsChanged
+
+    data, cache = make_er_suite(tmp_path / "suite")
+    run = tmp_path / "runs" / "r"
+    args = ["train", "--interface", "hconv", "--models", "up_a,up_b", "--task", "er", "--data",
+            str(data), "--cache", str(cache), "--out", str(run), "--device", "cpu",
+            "--set", "train.steps=4", "--set", "train.eval_every=2"]  # fmt: skip
+    assert CliRunner().invoke(app, args).exit_code == 0
+    (r,) = load_runs(tmp_path / "runs").values()
+    assert run_importance(r) is not None
+    _, other = make_er_suite(tmp_path / "rebuilt", weights_hash="1")
+    shutil.rmtree(cache / "up_b.zarr")
+    shutil.copytree(other / "up_b.zarr", cache / "up_b.zarr")
+    with pytest.raises(InputsChanged, match="weights_hash"):
+        run_importance(r)
+    res = CliRunner().invoke(
+        app, ["report", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "results")]
+    )
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "error: report, run r:" in res.output and "--no-importance" in res.output
+    res = CliRunner().invoke(
+        app, ["report", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "results"),
+              "--no-importance"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output

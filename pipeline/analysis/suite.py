@@ -27,6 +27,7 @@ from pipeline.analysis.probe import (
     run_probes,
     write_probe,
 )
+from pipeline.analysis.settings import SEED, probe_setting, similarity_setting
 from pipeline.analysis.similarity import layer_similarity, write_similarity
 from pipeline.data.manifest import Utterance
 from pipeline.data.splits import read_splits
@@ -91,11 +92,11 @@ def run_probe(params: dict, column: str, cfg: dict, out: Path, seed: int) -> dic
         raise PlanError(f"analysis.probe.columns: column {column!r} trains task {task!r}, which has no probe")  # fmt: skip
     readers = open_stores(stores, column)
     splits = read_splits(data, PROBE_SPLITS)
-    n_train = cfg.get("max_train_utterances")
+    n_train = probe_setting(cfg, "max_train_utterances")
     splits["train"] = limit(splits["train"], n_train, seed)
-    pcfg = ProbeConfig(steps=cfg.get("steps"), lr=cfg.get("lr"), seed=seed)
+    pcfg = ProbeConfig(steps=probe_setting(cfg, "steps"), lr=probe_setting(cfg, "lr"), seed=seed)
     doc = run_probes(readers, task, splits, Path(data), pcfg)
-    split = str(cfg.get("split", "test"))
+    split = str(probe_setting(cfg, "split"))
     js, png = write_probe({**doc, "column": column}, out, split)
     return {
         "column": column, "task": task, "data": data, "json": js.name, "figure": png.name,
@@ -123,12 +124,12 @@ def run_similarity(params: dict, cfg: dict, out: Path, seed: int) -> dict:
         raise PlanError(f"analysis.similarity: column {column!r} has {len(stores)} upstream(s); "
                         "CKA compares two or more (set `similarity: null` to skip it)")  # fmt: skip
     readers = open_stores(stores, column)
-    wanted = tuple(cfg.get("splits") or ("train",))
+    wanted = tuple(similarity_setting(cfg, "splits"))
     ids = [u.id for us in read_splits(data, wanted, required=wanted).values() for u in us]
     res = layer_similarity(
-        list(readers.values()), list(readers), ids, cfg.get("max_frames"),
-        memory_bytes=float(cfg.get("memory_gb", 2.0)) * 1e9, seed=seed,
-        remove_position=bool(cfg.get("remove_position", False)),
+        list(readers.values()), list(readers), ids, similarity_setting(cfg, "max_frames"),
+        memory_bytes=float(similarity_setting(cfg, "memory_gb")) * 1e9, seed=seed,
+        remove_position=bool(similarity_setting(cfg, "remove_position")),
     )  # fmt: skip
     doc = write_similarity(res, out)
     return {
@@ -156,7 +157,7 @@ def analyze(params_path: str | Path = "params.yaml", out: str | Path = OUT) -> P
             for f in out.glob(pattern):
                 f.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    seed = int(settings.get("seed", 0))
+    seed = int(settings.get("seed", SEED))
     index: dict[str, Any] = {"settings": settings, "probes": [], "similarity": None}
     t0 = time.perf_counter()
     probe = settings.get("probe") or {}

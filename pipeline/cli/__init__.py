@@ -13,6 +13,7 @@ import typer
 
 from pipeline.cli.errors import ErrorHandlingGroup
 from pipeline.cli.names import RegistryHelp
+from pipeline.cli.options import either
 
 app = typer.Typer(
     name="pipeline",
@@ -49,6 +50,7 @@ def main() -> None:
 
 from pipeline.cli import analyze, cache, data, evaluate, extract, grid, report, train  # noqa: E402
 from pipeline.cli import predict as predict_cli  # noqa: E402
+from pipeline.cli import upstreams as upstreams_cli  # noqa: E402
 
 app.add_typer(
     data.app,
@@ -68,13 +70,17 @@ app.command(
 )(extract.extract)
 app.command(
     "train",
-    cls=RegistryHelp,
+    cls=either(RegistryHelp, cache="store"),
     help="Stage two: train an interface and a task head from cached stores.",
 )(train.train)
 app.command(
     "train-packed",
     help="Train runs that share one pass over the cache (RUN_DIR/config.yaml files).",
 )(train.train_packed)
+app.command(
+    "upstreams",
+    help="List the registered upstreams: states, frame rate, and which extract here now.",
+)(upstreams_cli.upstreams)
 app.command("grid", help="Stage two at scale: train every pending run of the plan at once.")(
     grid.grid
 )

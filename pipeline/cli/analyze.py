@@ -10,7 +10,9 @@ from pathlib import Path
 
 import typer
 
+from pipeline.analysis import settings as defaults
 from pipeline.cli.names import RegistryHelp
+from pipeline.cli.options import either, need_cache
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -29,11 +31,19 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _open(names: list[str], cache: Path, stores: list[str]) -> list:
+def _open(names: list[str], cache: Path | None, stores: list[str]) -> list:
     from pipeline.feed.run_inputs import find_stores
     from pipeline.store import open_store
 
-    return [open_store(p) for p in find_stores(names, cache, stores)]
+    if cache is None:  # --store instead of --cache: every model needs its store
+        need_cache(names, stores)
+    return [open_store(p) for p in find_stores(names, cache or "", stores)]
+
+
+CACHE_HELP = "CACHE_DIR holding <model>.zarr for DATA (not needed with a --store per model)."
+STORE_HELP = "An explicit store, NAME=PATH (repeatable); one per model replaces --cache."
+# The defaults below are the analyze stage's (pipeline/analysis/settings.py), so a command and
+# the `analysis` section of a config that leaves the key out give the same numbers.
 
 
 def _splits(data: Path, names: tuple[str, ...], required: tuple[str, ...] = ("train",)) -> dict:
@@ -42,12 +52,12 @@ def _splits(data: Path, names: tuple[str, ...], required: tuple[str, ...] = ("tr
     return read_splits(data, names, required=required)
 
 
-@app.command("probe", cls=RegistryHelp)
+@app.command("probe", cls=either(RegistryHelp, cache="store"))
 def probe(
     model: str = typer.Option(..., "--model", help="Upstream(s), comma-separated: one curve each."),
     task: str = typer.Option(..., "--task", help="Task: {probe_tasks}."),
     data: Path = typer.Option(..., "--data", help="Task data dir with train/dev/test.jsonl."),
-    cache: Path = typer.Option(..., "--cache", help="CACHE_DIR holding <model>.zarr for DATA."),
+    cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     out: Path = typer.Option(..., "--out", help="Writes OUT/probe_<task>.json and .png."),
     steps: int = typer.Option(
         None, "--steps", help="Adam steps per layer (default 300 er/sv, 600 CTC)."
@@ -55,11 +65,18 @@ def probe(
     lr: float = typer.Option(
         None, "--lr", help="Adam learning rate (default 1e-2 er/sv, 5e-3 CTC)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of every probe's initialisation and batches."),
-    store: list[str] = typer.Option(
-        [], "--store", help="An explicit store, NAME=PATH (repeatable)."
+    seed: int = typer.Option(
+        defaults.SEED, "--seed", help="Seed of every probe's initialisation and batches."
     ),
-    split: str = typer.Option("test", "--plot-split", help="Split whose metric the PNG shows."),
+    store: list[str] = typer.Option([], "--store", help=STORE_HELP),
+    split: str = typer.Option(
+        defaults.PROBE["split"], "--plot-split", help="Split whose metric the PNG shows."
+    ),
+    max_train: int = typer.Option(
+        defaults.PROBE["max_train_utterances"],
+        "--max-train-utterances",
+        help="A seeded sample of this many train utterances (default: all).",
+    ),
 ) -> None:
     """A linear probe on every stored layer; per-layer dev/test metrics and a curve over depth."""
     from pipeline.analysis.probe import (
@@ -76,7 +93,10 @@ def probe(
         )
     names = _names(model)
     readers = dict(zip(names, _open(names, cache, store), strict=True))
+    from pipeline.analysis.suite import limit
+
     splits = _splits(data, ("train", "dev", "test"))
+    splits["train"] = limit(splits["train"], max_train, seed)
     cfg = ProbeConfig(steps=steps, lr=lr, seed=seed)
     try:
         doc = run_probes(readers, task, splits, data, cfg)
@@ -92,30 +112,37 @@ def probe(
     typer.echo(str(png))
 
 
-@app.command("similarity")
+@app.command("similarity", cls=either(cache="store"))
 def similarity(
     models: str = typer.Option(..., "--models", help="Upstreams, comma-separated (two or more)."),
     data: Path = typer.Option(..., "--data", help="Task data dir whose utterances are compared."),
-    cache: Path = typer.Option(..., "--cache", help="CACHE_DIR holding <model>.zarr for DATA."),
+    cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     out: Path = typer.Option(..., "--out", help="Writes OUT/similarity.{json,npz}, cka_A__B.png."),
     max_frames: int = typer.Option(
-        None, "--max-frames", help="Use at most N aligned frames (seeded sample of utterances)."
+        defaults.SIMILARITY["max_frames"],
+        "--max-frames",
+        help="Use at most N aligned frames (seeded sample of utterances; default: all).",
     ),
     splits: str = typer.Option(
-        "train,dev,test", "--splits", help="Which manifests' utterances to use."
+        ",".join(defaults.SIMILARITY["splits"]),
+        "--splits",
+        help="Which manifests' utterances to use, comma-separated.",
     ),
     memory_gb: float = typer.Option(
-        2.0, "--memory-gb", help="Accumulator budget; wider models take several passes."
+        defaults.SIMILARITY["memory_gb"],
+        "--memory-gb",
+        help="Accumulator budget; wider models take several passes.",
     ),
     remove_position: bool = typer.Option(
-        False,
-        "--remove-position",
+        defaults.SIMILARITY["remove_position"],
+        "--remove-position/--keep-position",
         help="First subtract each model's mean frame at every frame index (Whisper's positional "
         "embedding makes any two Whisper models, random ones too, look alike frame by frame).",
     ),
-    store: list[str] = typer.Option(
-        [], "--store", help="An explicit store, NAME=PATH (repeatable)."
+    seed: int = typer.Option(
+        defaults.SEED, "--seed", help="Seed of the utterance sample (with --max-frames)."
     ),
+    store: list[str] = typer.Option([], "--store", help=STORE_HELP),
 ) -> None:
     """Linear CKA between every layer of every model (and within each), on aligned frames."""
     from pipeline.analysis.similarity import layer_similarity, write_similarity
@@ -136,6 +163,7 @@ def similarity(
             [u.id for u in utts],
             max_frames,
             memory_bytes=memory_gb * 1e9,
+            seed=seed,
             remove_position=remove_position,
         )
     except (KeyError, ValueError) as e:

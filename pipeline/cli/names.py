@@ -14,7 +14,7 @@ from __future__ import annotations
 import string
 from typing import Any
 
-from typer.core import TyperCommand
+from pipeline.cli.options import AllRequired
 
 
 def registered_names() -> dict[str, str]:
@@ -41,8 +41,9 @@ def fill(text: str, names: dict[str, str]) -> str:
     return "".join(out)
 
 
-class RegistryHelp(TyperCommand):
-    """A command whose options' help texts name the registered interfaces, tasks, upstreams."""
+class RegistryHelp(AllRequired):
+    """A command whose options' help texts name the registered interfaces, tasks, upstreams,
+    and that reports every missing required option at once (pipeline/cli/options.py)."""
 
     def format_help(self, ctx: Any, formatter: Any) -> Any:
         names = registered_names()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from pipeline.cli.options import need_cache
+
 
 def train(
     interface: str = typer.Option(..., help="Fusion interface: {interfaces}."),
@@ -15,7 +17,11 @@ def train(
     ),
     task: str = typer.Option(..., help="Task: {tasks}."),
     data: Path = typer.Option(..., help="Task data dir holding train/dev/test.jsonl."),
-    cache: Path = typer.Option(..., help="CACHE_DIR holding <upstream>.zarr stores for DATA."),
+    cache: Path | None = typer.Option(
+        None,
+        help="CACHE_DIR holding <upstream>.zarr stores for DATA (not needed when --store names "
+        "a store for every model).",
+    ),
     out: Path = typer.Option(..., help="RUN_DIR: config, checkpoints, log and metrics go here."),
     config: Path | None = typer.Option(
         None, help="A YAML config (train:, interface_args:, task_args:)."
@@ -24,7 +30,10 @@ def train(
         [], "--set", help="Override a config key: --set train.lr=3e-4 (repeatable)."
     ),
     store: list[str] = typer.Option(
-        [], "--store", help="An explicit store path, one per model (or NAME=PATH)."
+        [],
+        "--store",
+        help="An explicit store path, one per model in --models order, or NAME=PATH "
+        "(repeatable); with one for every model, --cache is not needed.",
     ),
     force: bool = typer.Option(
         False, help="Discard a run in RUN_DIR with another config or changed inputs; retrain."
@@ -54,6 +63,8 @@ def train(
         stores=store,
         device=device,
     )
+    if not cfg.cache:  # --store instead of --cache: every model needs its store
+        need_cache(cfg.models, cfg.stores)
     if world_size() > 1:  # started by torchrun: one DDP run over its processes
         run_dir = train_ddp(cfg, force=force)
     else:

@@ -83,3 +83,15 @@ def fmt(stat: Summary | None, nominal_n: int) -> str:
     if stat.n != nominal_n:
         s += f" (n={stat.n})"
     return s
+
+
+def steps_by_column(layout: Layout, runs: dict[str, RunResult]) -> dict[str, str]:
+    """{column label: "20"} the training steps of the column's runs, each run's own count:
+    "20 or 150" where its runs differ (such runs sit in rows of their own, named by it)."""
+    out: dict[str, str] = {}
+    for col in layout.columns:
+        seen = sorted({s for r in layout.rows for k in r.cells.get(col, [])
+                       if k in runs and (s := runs[k].steps) is not None})  # fmt: skip
+        if seen:
+            out[layout.column_labels.get(col, col)] = " or ".join(map(str, seen))
+    return out

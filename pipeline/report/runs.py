@@ -16,6 +16,37 @@ from typing import Any
 
 import yaml
 
+# Config keys that do not make two runs different experiments: what the report groups by
+# (models, interface, task), the seed (a cell spans seeds), where the inputs and the run live,
+# and how fast it ran (pipeline.train.config.VOLATILE: what may change when a run resumes).
+NOT_COMPARED = ("models", "interface", "task", "data", "cache", "stores", "out", "train.seed",
+                "train.device", "train.num_workers", "train.tier", "train.threads")  # fmt: skip
+EXPANSION_ARGS = ("fold", "config", "language")  # task_args a cell averages over
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{"train.steps": 20, ...}: a nested mapping's leaves by dotted key (lists are leaves)."""
+    if not isinstance(d, dict):
+        return {prefix: d} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(flatten(v, key) if isinstance(v, dict) and v else {key: v})
+    return out
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as config values: numbers by value (1e-3 == 0.001, 20 == 20.0), else by equality."""
+    num = (int, float)
+    if (
+        isinstance(a, num)
+        and isinstance(b, num)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
+        return float(a) == float(b)
+    return a == b
+
 
 def read_json(path: Path, default: Any) -> Any:
     """The parsed file, or `default` when it is missing or not JSON."""
@@ -63,6 +94,20 @@ class RunResult:
     @property
     def splits(self) -> list[str]:
         return [str(r["split"]) for r in self.records if "split" in r]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What the run computed with, by dotted key (config.yaml flattened), without the keys
+        that do not make it another experiment (NOT_COMPARED, the expansion's task_args): two
+        runs of one cell that differ here must not be averaged."""
+        skip = set(NOT_COMPARED) | {f"task_args.{k}" for k in EXPANSION_ARGS}
+        return {k: v for k, v in flatten(self.config).items() if k not in skip}
+
+    @property
+    def steps(self) -> int | None:
+        """train.steps of the run's config (None when it does not say)."""
+        steps = (self.config.get("train") or {}).get("steps")
+        return None if steps is None else int(steps)
 
 
 def _read_log(path: Path) -> list[dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.plan import make_plan
-from pipeline.report.cells import Cell, best_marks, cell, fmt, seeds_in
+from pipeline.report.cells import Cell, best_marks, cell, fmt, seeds_in, steps_by_column
 from pipeline.report.convergence import MARK as CONVERGENCE_MARK
 from pipeline.report.convergence import legend as convergence_legend
 from pipeline.report.convergence import unconverged
@@ -142,15 +142,8 @@ def _upstream_dims(cfg: dict) -> dict[str, str]:
     return out
 
 
-def _steps_by_column(layout: Layout, runs: dict[str, RunResult]) -> dict[str, int]:
-    out = {}
-    for col in layout.columns:
-        for row in layout.rows:
-            k = next((k for k in row.cells.get(col, []) if k in runs), None)
-            if k and "steps" in (runs[k].config.get("train") or {}):
-                out[layout.column_labels.get(col, col)] = runs[k].config["train"]["steps"]
-                break
-    return out
+def _steps_by_column(layout: Layout, runs: dict[str, RunResult]) -> dict[str, str]:
+    return steps_by_column(layout, runs)  # every run's own count (cells.py)
 
 
 def row_key(layout: Layout, i: int, runs: dict[str, RunResult], n_tables: int) -> str:

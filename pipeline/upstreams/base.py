@@ -28,7 +28,7 @@ class UpstreamSpec:
     family: str
     source: str  # hub id, local HF dir, openai-whisper checkpoint (.pt) or CTranslate2 dir
     sample_rate: int  # input audio rate, Hz (16 000 for every model here)
-    frame_rate: float  # hidden-state frames per second (50 for all of them)
+    frame_rate: float  # hidden-state frames per second (50; Moonshine base 16000 / 384 = 41.67)
     num_layers: int  # L: number of hidden states stored (13 for base SSL models)
     dim: int  # D: width of each hidden state
     extra: dict = field(default_factory=dict, hash=False, compare=False)  # family-specific

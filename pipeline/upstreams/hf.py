@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from pipeline.masks import frame_mask
 
 from .base import UpstreamSpec, UpstreamUnavailable
+from .hub import OFFLINE_ENV, HubMiss, from_hub
 from .whisper import state_dict_hash
 
 MODEL_TYPES = {"wavlm": "wavlm", "hubert": "hubert", "data2vec": "data2vec-audio"}
@@ -275,15 +276,15 @@ def base_sized_random_hf(
 
 
 def load_hf(spec: UpstreamSpec, device: str = "cpu", dtype: torch.dtype = torch.float32):
-    """Load spec.source (a hub id or a local HF directory) with transformers.AutoModel."""
+    """Load spec.source (a hub id or a local HF directory) with transformers.AutoModel: from
+    the local cache, else from the hub if it can be reached (pipeline/upstreams/hub.py)."""
     from transformers import AutoModel
 
     try:
-        model = AutoModel.from_pretrained(spec.source, **dtype_kwargs(dtype))
-    except OSError as e:
+        model = from_hub(AutoModel.from_pretrained, spec.source, **dtype_kwargs(dtype))
+    except HubMiss as e:
         raise UpstreamUnavailable(
-            f"cannot load upstream `{spec.name}` ({spec.source}): it is not in the Hugging Face "
-            f"cache and the hub cannot be reached ({str(e).splitlines()[0][:120]}). Run once with "
-            "network access (without HF_HUB_OFFLINE) to fetch it, or pass a local HF directory"
+            f"upstream `{spec.name}` ({spec.source}) is not in the Hugging Face cache and {e}; "
+            f"fetch it once with network access ({OFFLINE_ENV} unset) or pass a local HF directory"
         ) from None
     return HFUpstream(spec, model, device, dtype)

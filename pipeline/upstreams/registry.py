@@ -36,6 +36,7 @@ from .hf import (
     read_local_normalize,
     tiny_random_hf,
 )
+from .hub import HubMiss, from_hub
 from .moonshine import (
     FRAME_RATE,
     OFFLINE_MOONSHINE,
@@ -91,6 +92,14 @@ REGISTRY: dict[str, UpstreamSpec] = {s.name: s for s in _SPECS}
 OFFLINE_NAMES = tuple(n for n in REGISTRY if n in OFFLINE_WHISPER or n in OFFLINE_MOONSHINE)
 
 
+def offline_hint() -> str:
+    """The clause every 'cannot be had here' error ends with: what extracts with no network."""
+    return (
+        f"use an upstream that ships offline: {', '.join(OFFLINE_NAMES)} "
+        "(`pipeline upstreams` lists what extracts here)"
+    )
+
+
 def _local_hf_spec(path: Path) -> UpstreamSpec:
     cfg = json.loads((path / "config.json").read_text())
     model_type = cfg.get("model_type")
@@ -139,12 +148,12 @@ def resolve_spec(name_or_path: str) -> UpstreamSpec:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(name)
-    except OSError as e:
+        config = from_hub(AutoConfig.from_pretrained, name)
+    except HubMiss as e:
         raise UnknownName(
-            f"unknown upstream `{name}`: not a registry name, a local path, nor a reachable hub id "
-            f"({str(e).splitlines()[0][:160]}); {closest(name, REGISTRY)} (offline, the "
-            f"registry's offline upstreams are {', '.join(OFFLINE_NAMES)})"
+            f"unknown upstream `{name}`: not a registry name, a local path, nor a hub id in the "
+            f"Hugging Face cache or on the hub ({e}); {closest(name, REGISTRY)} "
+            f"({offline_hint()})"
         ) from None
     if config.model_type not in MODEL_TYPES.values():
         raise UpstreamError(f"hub id {name!r} has model_type {config.model_type!r}; not supported")
@@ -179,9 +188,7 @@ def load_upstream(
         try:
             up = load_hf(spec, device, dtype)
         except UpstreamUnavailable as e:  # a hub id with no network and nothing in the HF cache
-            raise UpstreamUnavailable(
-                f"{e}; or use an upstream that ships offline: {', '.join(OFFLINE_NAMES)}"
-            ) from None
+            raise UpstreamUnavailable(f"{e}; or {offline_hint()}") from None
         if up.model.config.num_hidden_layers + 1 != spec.num_layers:
             raise UpstreamError(
                 f"{spec.source}: has {up.model.config.num_hidden_layers} layers, "
@@ -191,7 +198,10 @@ def load_upstream(
     source = spec.source
     if spec.name in OFFLINE_WHISPER or is_ct2_dir(Path(source)):
         source = str(converted_checkpoint(spec.name if spec.name in OFFLINE_WHISPER else source))
-    model = load_whisper_model(source, device="cpu")
+    try:
+        model = load_whisper_model(source, device="cpu")
+    except UpstreamUnavailable as e:  # an openai-whisper name that cannot be downloaded here
+        raise UpstreamUnavailable(f"{e}; or {offline_hint()}") from None
     loaded = whisper_spec(spec.name, spec.source, model.dims)
     if (loaded.num_layers, loaded.dim) != (spec.num_layers, spec.dim):
         raise UpstreamError(

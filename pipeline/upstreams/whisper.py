@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .base import UpstreamSpec
+from .base import UpstreamSpec, UpstreamUnavailable
 
 WINDOW_SAMPLES = 480_000  # 30 s at 16 kHz: one Whisper input window
 HOP = 160  # mel hop (100 Hz)
@@ -48,9 +48,10 @@ def load_whisper_model(source: str, device: str = "cpu"):
         return whisper.load_model(source, device=device)
     except Exception as e:  # download failures, missing files
         where = "checkpoint" if Path(source).suffix == ".pt" else "model name"
-        raise RuntimeError(
-            f"could not load Whisper {where} {source!r} ({e}). Offline, use whisper_tiny_en or "
-            "whisper_base, or pass an openai-whisper .pt checkpoint or a CTranslate2 directory."
+        raise UpstreamUnavailable(
+            f"could not load Whisper {where} {source!r} ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__}): "
+            "fetch it once with network access, or pass an openai-whisper .pt checkpoint or a "
+            "CTranslate2 directory"
         ) from e
 
 
